@@ -1,0 +1,48 @@
+# Strata: `make run` starts a cluster and deploys the demo; `make test` runs
+# every test. Both install what they need first.
+SHELL := /bin/bash
+BIN := $(CURDIR)/bin
+DATA_DIR ?= /var/lib/strata
+GO ?= go
+# Images run without a base layer, so their programs are static.
+STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup clean
+
+all: build
+
+deps:
+	@hack/install-deps.sh
+
+build:
+	@echo "build: strata, strata-pause and the examples into bin/"
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/strata ./cmd/strata
+	$(STATIC) -o $(BIN)/strata-pause ./cmd/strata-pause
+	$(STATIC) -o $(BIN)/hello ./examples/hello
+	$(STATIC) -o $(BIN)/netcheck ./examples/netcheck
+
+run: deps build
+	@hack/run.sh "$(BIN)" "$(DATA_DIR)"
+
+stop:
+	@if [ -f $(DATA_DIR)/strata.pid ]; then kill $$(cat $(DATA_DIR)/strata.pid) && echo "stopping strata server"; \
+	  while kill -0 $$(cat $(DATA_DIR)/strata.pid) 2>/dev/null; do sleep 0.5; done; rm -f $(DATA_DIR)/strata.pid; fi
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l cmd pkg examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+test-unit:
+	$(GO) test ./cmd/... ./pkg/... ./examples/...
+
+test-e2e: build
+	STRATA_BIN=$(BIN) $(GO) test ./test/e2e/ -count=1 -v -timeout 60m
+
+test: deps build vet test-unit test-e2e
+
+bench-startup: build
+	$(GO) run ./bench/startup --bin $(BIN) --runs 5
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/pkg/server"
+)
+
+func newServerCommand() *cobra.Command {
+	cfg := server.Defaults()
+	cfg.DataDir = defaultDataDir()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a complete single-node Kubernetes cluster",
+		Long: `Runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler, an OCI
+registry, cluster DNS and (unless --disable-agent) the node: containerd,
+kubelet and kube-proxy. State lives under --data-dir; the admin kubeconfig is
+DATA_DIR/admin.kubeconfig. Stop with SIGTERM or Ctrl-C; start again on the same
+data dir to get the same cluster back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			return server.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the cluster state (etcd, certificates, images); env STRATA_DATA_DIR")
+	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run the control plane only, without containerd, kubelet and kube-proxy")
+	f.StringVar(&cfg.BindAddress, "bind-address", cfg.BindAddress, "address kube-apiserver listens on")
+	f.IntVar(&cfg.APIPort, "https-port", cfg.APIPort, "kube-apiserver port")
+	f.IntVar(&cfg.EtcdPort, "etcd-port", cfg.EtcdPort, "embedded etcd client port on loopback (the peer port is the next one)")
+	f.IntVar(&cfg.RegistryPort, "registry-port", cfg.RegistryPort, "embedded OCI registry port on loopback; images are named localhost:PORT/...")
+	f.IntVar(&cfg.KubeletPort, "kubelet-port", cfg.KubeletPort, "kubelet API port on the node address")
+	f.IntVar(&cfg.DNSPort, "dns-port", cfg.DNSPort, "cluster DNS port on the node address (the kube-dns Service is always port 53)")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "pod address range; its first address is the node's bridge address")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cfg.ServiceCIDR, "Service ClusterIP range")
+	f.StringVar(&cfg.ClusterDomain, "cluster-domain", cfg.ClusterDomain, "DNS domain of Services and Pods")
+	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
+	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "name of the pod network bridge")
+	f.StringVar(&cfg.Containerd, "containerd", "", "containerd binary (default: containerd from PATH)")
+	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory (default: /usr/lib/cni, then /opt/cni/bin)")
+	f.StringVar(&cfg.PauseBinary, "pause-binary", "", "static binary for the pod sandbox image (default: strata-pause next to strata)")
+	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or addresses for the API server certificate")
+	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
+	return cmd
+}
+
+// signalContext ends on the first SIGTERM or SIGINT; a second one exits at
+// once for the impatient.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		fmt.Fprintln(os.Stderr, "strata: second signal, exiting now")
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}

@@ -1,0 +1,62 @@
+// netcheck is a tiny HTTP client for tests and debugging inside the
+// cluster: it fetches a URL until it answers or a deadline passes, prints
+// the body and exits 0, or prints the last error and exits 1.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	timeout := flag.Duration("timeout", 60*time.Second, "give up after this long")
+	expect := flag.String("expect", "", "succeed only if the body contains this text")
+	count := flag.Int("count", 1, "number of successful requests to make")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: netcheck [--timeout 60s] [--expect TEXT] [--count N] URL")
+		os.Exit(2)
+	}
+	url := flag.Arg(0)
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(*timeout)
+	var lastErr error
+	for ok := 0; ok < *count; {
+		body, err := get(client, url)
+		if err == nil && !strings.Contains(body, *expect) {
+			err = fmt.Errorf("body %q does not contain %q", body, *expect)
+		}
+		if err == nil {
+			fmt.Print(body)
+			ok++
+			continue
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "netcheck: %s: %v\n", url, lastErr)
+			os.Exit(1)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func get(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,159 @@
+// Package controlplane runs the Kubernetes control plane of a Strata server in
+// one process: embedded etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler, with the PKI and kubeconfigs they share.
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/strata-dev/strata/pkg/controlplane/pki"
+)
+
+// Config is what the control plane needs to know about the cluster.
+type Config struct {
+	DataDir string
+	// BindAddress is where kube-apiserver listens; AdvertiseAddress is the
+	// address that pods and other nodes use to reach it.
+	BindAddress      net.IP
+	AdvertiseAddress net.IP
+	APIPort          int
+	EtcdPort         int
+	ServiceCIDR      string
+	ClusterCIDR      string
+	ClusterDomain    string
+	NodeName         string
+	// ExtraSANs are added to the API server's serving certificate.
+	ExtraSANs []string
+
+	certs *certSet
+}
+
+// Paths under the data dir that other packages read.
+func (c *Config) PKIDir() string              { return filepath.Join(c.DataDir, "pki") }
+func (c *Config) CAFile() string              { return filepath.Join(c.PKIDir(), "ca.crt") }
+func (c *Config) AdminKubeconfig() string     { return filepath.Join(c.DataDir, "admin.kubeconfig") }
+func (c *Config) KubeletKubeconfig() string   { return c.kubeconfigPath("kubelet") }
+func (c *Config) KubeProxyKubeconfig() string { return c.kubeconfigPath("kube-proxy") }
+
+// SupervisorKubeconfig is used by Strata's own in-process components.
+func (c *Config) SupervisorKubeconfig() string { return c.kubeconfigPath("strata") }
+
+// KubeletServingCert is the kubelet's TLS certificate, signed by the cluster CA.
+func (c *Config) KubeletServingCert() pki.Paths { return c.certs.kubeletServing }
+
+// ServerURL is the loopback URL the in-process components use.
+func (c *Config) ServerURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.APIPort) }
+
+func (c *Config) kubeconfigPath(name string) string {
+	return filepath.Join(c.DataDir, "kubeconfigs", name+".kubeconfig")
+}
+
+// KubernetesServiceIP is the first address of the service range, the
+// ClusterIP of the `kubernetes` Service.
+func (c *Config) KubernetesServiceIP() (net.IP, error) { return nthIP(c.ServiceCIDR, 1) }
+
+// DNSServiceIP is the ClusterIP of kube-dns, the tenth address as in kubeadm.
+func (c *Config) DNSServiceIP() (net.IP, error) { return nthIP(c.ServiceCIDR, 10) }
+
+func nthIP(cidr string, n int) (net.IP, error) {
+	_, ipnet, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, fmt.Errorf("service CIDR %q: %w", cidr, err)
+	}
+	ip := ipnet.IP.To4()
+	if ip == nil {
+		return nil, fmt.Errorf("service CIDR %q: only IPv4 is supported", cidr)
+	}
+	out := make(net.IP, 4)
+	copy(out, ip)
+	out[3] += byte(n)
+	return out, nil
+}
+
+type certSet struct {
+	ca             *pki.CA
+	apiserver      pki.Paths
+	kubeletClient  pki.Paths
+	etcdServer     pki.Paths
+	etcdClient     pki.Paths
+	kubeletServing pki.Paths
+	saKey          string
+}
+
+// EnsurePKI creates (or reuses) the cluster CA, every component certificate
+// and the kubeconfigs, including DATA/admin.kubeconfig.
+func (c *Config) EnsurePKI() error {
+	dir := c.PKIDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	ca, err := pki.LoadOrCreateCA(dir, "ca", "strata-ca")
+	if err != nil {
+		return err
+	}
+	svcIP, err := c.KubernetesServiceIP()
+	if err != nil {
+		return err
+	}
+	hostname, _ := os.Hostname()
+	apiIPs := []net.IP{net.IPv4(127, 0, 0, 1), svcIP, c.AdvertiseAddress}
+	apiNames := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc." + c.ClusterDomain, hostname}
+	for _, san := range c.ExtraSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			apiIPs = append(apiIPs, ip)
+		} else {
+			apiNames = append(apiNames, san)
+		}
+	}
+	s := &certSet{ca: ca, saKey: filepath.Join(dir, "service-account.key")}
+	issue := []struct {
+		into *pki.Paths
+		cert pki.Cert
+	}{
+		{&s.apiserver, pki.Cert{Name: "apiserver", CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Server: true}},
+		{&s.kubeletClient, pki.Cert{Name: "apiserver-kubelet-client", CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
+		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
+		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},
+		{&s.kubeletServing, pki.Cert{Name: "kubelet-serving", CommonName: "system:node:" + c.NodeName, DNSNames: []string{c.NodeName, "localhost"}, IPs: []net.IP{c.AdvertiseAddress, net.IPv4(127, 0, 0, 1)}, Server: true}},
+	}
+	for _, i := range issue {
+		p, err := ca.Issue(dir, i.cert)
+		if err != nil {
+			return err
+		}
+		*i.into = p
+	}
+	if err := pki.LoadOrCreateKey(s.saKey); err != nil {
+		return err
+	}
+	c.certs = s
+
+	// One client certificate and kubeconfig per identity, named as the
+	// upstream RBAC bootstrap policy and the Node authorizer expect.
+	clients := []struct {
+		file string
+		cert pki.Cert
+	}{
+		{c.AdminKubeconfig(), pki.Cert{Name: "admin", CommonName: "strata-admin", Organization: []string{"system:masters"}}},
+		{c.kubeconfigPath("controller-manager"), pki.Cert{Name: "controller-manager", CommonName: "system:kube-controller-manager"}},
+		{c.kubeconfigPath("scheduler"), pki.Cert{Name: "scheduler", CommonName: "system:kube-scheduler"}},
+		{c.KubeletKubeconfig(), pki.Cert{Name: "kubelet", CommonName: "system:node:" + c.NodeName, Organization: []string{"system:nodes"}}},
+		{c.KubeProxyKubeconfig(), pki.Cert{Name: "kube-proxy", CommonName: "system:kube-proxy"}},
+		{c.SupervisorKubeconfig(), pki.Cert{Name: "strata", CommonName: "system:strata", Organization: []string{"system:masters"}}},
+	}
+	for _, cl := range clients {
+		cl.cert.Client = true
+		p, err := ca.Issue(dir, cl.cert)
+		if err != nil {
+			return err
+		}
+		if err := WriteKubeconfig(cl.file, c.ServerURL(), ca.CertFile, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+
+	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+)
+
+func (c *Config) controllerManagerArgs() []string {
+	kubeconfig := c.kubeconfigPath("controller-manager")
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + c.certs.saKey,
+		"--root-ca-file=" + c.certs.ca.CertFile,
+		"--cluster-signing-cert-file=" + c.certs.ca.CertFile,
+		"--cluster-signing-key-file=" + c.certs.ca.KeyFile,
+		"--cluster-cidr=" + c.ClusterCIDR,
+		"--service-cluster-ip-range=" + c.ServiceCIDR,
+		"--allocate-node-cidrs=false",
+		"--leader-elect=false",
+		// No serving port: one process, and its health is the server's.
+		"--secure-port=0",
+		"--profiling=false",
+		"--controllers=*",
+	}
+}
+
+// RunControllerManager runs kube-controller-manager until ctx is done.
+func RunControllerManager(ctx context.Context, c *Config, extraArgs []string) error {
+	s, err := kcmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager options: %w", err)
+	}
+	nfs := s.Flags(kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases())
+	s.ParsedFlags = &nfs
+	args := append(c.controllerManagerArgs(), extraArgs...)
+	if err := parseComponentFlags("kube-controller-manager", nfs, args); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-controller-manager feature gates: %w", err)
+	}
+	cfg, err := s.Config(ctx, kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases())
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager config: %w", err)
+	}
+	if err := kcmapp.Run(ctx, cfg.Complete()); err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
+	kubeletoptions "k8s.io/kubernetes/cmd/kubelet/app/options"
+	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
+	kubeletvalidation "k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
+)
+
+// KubeletConfig is what Strata decides about the kubelet; everything else
+// keeps the upstream defaults.
+type KubeletConfig struct {
+	NodeName        string
+	NodeIP          string
+	RootDir         string
+	Kubeconfig      string
+	ClientCAFile    string
+	TLSCertFile     string
+	TLSKeyFile      string
+	RuntimeEndpoint string
+	ClusterDNS      string
+	ClusterDomain   string
+	NodeLabels      map[string]string
+	// Port is the kubelet API port (10250 upstream).
+	Port int32
+}
+
+func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
+	flags := kubeletoptions.NewKubeletFlags()
+	flags.KubeConfig = k.Kubeconfig
+	flags.HostnameOverride = k.NodeName
+	flags.NodeIP = k.NodeIP
+	flags.RootDirectory = k.RootDir
+	flags.CertDirectory = k.RootDir + "/pki"
+	flags.NodeLabels = k.NodeLabels
+
+	cfg, err := kubeletoptions.NewKubeletConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("kubelet defaults: %w", err)
+	}
+	// Environment facts (see docs): cgroup v1 hosts, cgroupfs, possible swap.
+	cfg.FailCgroupV1 = false
+	cfg.CgroupDriver = "cgroupfs"
+	cfg.FailSwapOn = false
+	cfg.ContainerRuntimeEndpoint = k.RuntimeEndpoint
+	cfg.ImageServiceEndpoint = k.RuntimeEndpoint
+	cfg.ClusterDNS = []string{k.ClusterDNS}
+	cfg.ClusterDomain = k.ClusterDomain
+	cfg.Address = k.NodeIP
+	cfg.Port = k.Port
+	cfg.ReadOnlyPort = 0
+	cfg.HealthzBindAddress = "127.0.0.1"
+	cfg.TLSCertFile = k.TLSCertFile
+	cfg.TLSPrivateKeyFile = k.TLSKeyFile
+	cfg.Authentication.Anonymous.Enabled = false
+	cfg.Authentication.Webhook.Enabled = true
+	cfg.Authentication.X509.ClientCAFile = k.ClientCAFile
+	cfg.Authorization.Mode = kubeletconfig.KubeletAuthorizationModeWebhook
+	// An edge node has small disks; evict only when they are nearly full
+	// instead of at the upstream 10-15%.
+	cfg.EvictionHard = map[string]string{
+		"memory.available":  "100Mi",
+		"nodefs.available":  "2%",
+		"imagefs.available": "2%",
+	}
+	// Report status quickly so a new node turns Ready within seconds.
+	cfg.NodeStatusUpdateFrequency.Duration = cfg.NodeStatusUpdateFrequency.Duration / 2
+
+	if err := kubeletvalidation.ValidateKubeletConfiguration(cfg, utilfeature.DefaultFeatureGate); err != nil {
+		return nil, fmt.Errorf("kubelet configuration: %w", err)
+	}
+	return &kubeletoptions.KubeletServer{KubeletFlags: *flags, KubeletConfiguration: *cfg}, nil
+}
+
+// RunKubelet runs the kubelet until ctx is done.
+func RunKubelet(ctx context.Context, k *KubeletConfig) error {
+	s, err := k.build()
+	if err != nil {
+		return err
+	}
+	if err := kubeletoptions.ValidateKubeletFlags(&s.KubeletFlags); err != nil {
+		return fmt.Errorf("kubelet flags: %w", err)
+	}
+	deps, err := kubeletapp.UnsecuredDependencies(ctx, s, utilfeature.DefaultFeatureGate)
+	if err != nil {
+		return fmt.Errorf("kubelet dependencies: %w", err)
+	}
+	if err := kubeletapp.Run(ctx, s, deps, utilfeature.DefaultFeatureGate); err != nil {
+		return fmt.Errorf("kubelet: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,15 @@
+package registry
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/strata-dev/strata/pkg/fileutil"
+)
+
+// WriteContainerdHosts tells containerd (config_path) to pull HOST images
+// from the registry at plain-HTTP endpoint URL.
+func WriteContainerdHosts(hostsDir, host, url string) error {
+	content := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", url, url)
+	return fileutil.WriteAtomic(filepath.Join(hostsDir, host, "hosts.toml"), []byte(content), 0o644)
+}

@@ -1,0 +1,100 @@
+// Package server wires the parts of `strata server` together: control
+// plane, registry, cluster DNS and, unless disabled, the node.
+package server
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// Config is `strata server`'s configuration; flags map onto it one to one.
+type Config struct {
+	DataDir       string
+	DisableAgent  bool
+	BindAddress   string
+	APIPort       int
+	EtcdPort      int
+	RegistryPort  int
+	KubeletPort   int
+	DNSPort       int
+	ClusterCIDR   string
+	ServiceCIDR   string
+	ClusterDomain string
+	NodeName      string
+	Bridge        string
+	Containerd    string
+	CNIBinDir     string
+	PauseBinary   string
+	TLSSANs       []string
+	// Verbosity is klog's -v for the components' log file.
+	Verbosity int
+
+	// Out receives progress lines for the person who started the server.
+	Out io.Writer
+}
+
+// Defaults returns the configuration used when no flag is given.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:       "/var/lib/strata",
+		BindAddress:   "0.0.0.0",
+		APIPort:       6443,
+		EtcdPort:      2379,
+		RegistryPort:  5000,
+		KubeletPort:   10250,
+		DNSPort:       53,
+		ClusterCIDR:   "10.88.0.0/16",
+		ServiceCIDR:   "10.96.0.0/16",
+		ClusterDomain: "cluster.local",
+		NodeName:      host,
+		Bridge:        "strata0",
+		Out:           os.Stderr,
+	}
+}
+
+// RegistryHost is how images in the embedded registry are named.
+func (c *Config) RegistryHost() string { return fmt.Sprintf("localhost:%d", c.RegistryPort) }
+
+// PauseImage is the pod sandbox image, built at start from strata-pause.
+func (c *Config) PauseImage() string { return c.RegistryHost() + "/strata/pause:3.10" }
+
+// Validate checks flag values before anything is started.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir is empty: give a directory for the cluster state, e.g. --data-dir /var/lib/strata")
+	}
+	if net.ParseIP(c.BindAddress) == nil {
+		return fmt.Errorf("--bind-address %q is not an IP address: use e.g. 0.0.0.0 or 127.0.0.1", c.BindAddress)
+	}
+	for _, p := range []struct {
+		flag string
+		v    int
+	}{{"--https-port", c.APIPort}, {"--etcd-port", c.EtcdPort}, {"--registry-port", c.RegistryPort}, {"--kubelet-port", c.KubeletPort}, {"--dns-port", c.DNSPort}} {
+		if p.v < 1 || p.v > 65535 {
+			return fmt.Errorf("%s %d is out of range: use a port from 1 to 65535", p.flag, p.v)
+		}
+	}
+	for _, c := range []struct{ flag, v string }{{"--cluster-cidr", c.ClusterCIDR}, {"--service-cidr", c.ServiceCIDR}} {
+		ip, _, err := net.ParseCIDR(c.v)
+		if err != nil || ip.To4() == nil {
+			return fmt.Errorf("%s %q is not an IPv4 CIDR: use e.g. 10.88.0.0/16", c.flag, c.v)
+		}
+	}
+	if c.NodeName == "" {
+		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %q: %w", c.DataDir, err)
+	}
+	c.DataDir = abs
+	return nil
+}
+
+func (c *Config) path(parts ...string) string {
+	return filepath.Join(append([]string{c.DataDir}, parts...)...)
+}

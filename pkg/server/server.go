@@ -1,0 +1,406 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/dns"
+	"github.com/strata-dev/strata/pkg/node"
+	"github.com/strata-dev/strata/pkg/registry"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// Fixed loopback ports of node components, as upstream numbers them.
+const (
+	kubeletHealthzPort = 10248
+	proxyHealthzPort   = 10256
+	proxyMetricsPort   = 10249
+)
+
+// Run starts every part of the server and blocks until ctx is done or a
+// part fails; it then stops everything it started, in reverse order.
+func Run(ctx context.Context, cfg Config) error {
+	start := time.Now()
+	say := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Out, "strata: [%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	lock, err := checkDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := setupLogging(cfg.path("logs"), cfg.Verbosity); err != nil {
+		return err
+	}
+	defer klog.Flush()
+
+	// Everything that can be checked is checked before the first process
+	// starts, so bad input never leaves anything running.
+	net0 := &node.Network{Bridge: cfg.Bridge, ClusterCIDR: cfg.ClusterCIDR, ConfDir: cfg.path("cni", "net.d"), IPAMDir: cfg.path("cni", "ipam")}
+	nodeIP, _, err := net0.Gateway()
+	if err != nil {
+		return err
+	}
+	var containerdBin, cniBinDir, pauseBin string
+	if !cfg.DisableAgent {
+		if containerdBin, err = node.FindContainerd(cfg.Containerd); err != nil {
+			return err
+		}
+		if cniBinDir, err = node.FindCNIBinDir(candidates(cfg.CNIBinDir, "/usr/lib/cni", "/opt/cni/bin")...); err != nil {
+			return err
+		}
+		if pauseBin, err = findPause(cfg.PauseBinary); err != nil {
+			return err
+		}
+	}
+	bind := cfg.BindAddress
+	ports := []portUse{
+		{"tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.APIPort)), "kube-apiserver", "--https-port"},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdPort)), "etcd client", "--etcd-port"},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdPort+1)), "etcd peer", "--etcd-port"},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.RegistryPort)), "OCI registry", "--registry-port"},
+	}
+	if !cfg.DisableAgent {
+		ports = append(ports,
+			portUse{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(kubeletHealthzPort)), "kubelet healthz", ""},
+			portUse{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(proxyHealthzPort)), "kube-proxy healthz", ""},
+			portUse{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(proxyMetricsPort)), "kube-proxy metrics", ""},
+		)
+	}
+	if err := checkPorts(ports); err != nil {
+		return err
+	}
+
+	// Parts run under their own context so that shutdown can order them.
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fatal := make(chan error, 8)
+	var wg sync.WaitGroup
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && runCtx.Err() == nil {
+				fatal <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	if !cfg.DisableAgent {
+		if nodeIP, err = net0.EnsureBridge(); err != nil {
+			return err
+		}
+		// The node's own ports are on the bridge address, which exists now.
+		if err := checkPorts([]portUse{
+			{"tcp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.KubeletPort)), "kubelet", "--kubelet-port"},
+			{"udp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.DNSPort)), "cluster DNS", "--dns-port"},
+			{"tcp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.DNSPort)), "cluster DNS", "--dns-port"},
+		}); err != nil {
+			return err
+		}
+	}
+	cp := &controlplane.Config{
+		DataDir:          cfg.DataDir,
+		BindAddress:      net.ParseIP(bind),
+		AdvertiseAddress: nodeIP,
+		APIPort:          cfg.APIPort,
+		EtcdPort:         cfg.EtcdPort,
+		ServiceCIDR:      cfg.ServiceCIDR,
+		ClusterCIDR:      cfg.ClusterCIDR,
+		ClusterDomain:    cfg.ClusterDomain,
+		NodeName:         cfg.NodeName,
+		ExtraSANs:        cfg.TLSSANs,
+	}
+	if err := cp.EnsurePKI(); err != nil {
+		return fmt.Errorf("PKI: %w", err)
+	}
+
+	etcd, err := controlplane.StartEtcd(ctx, cp)
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	say("etcd ready (%s)", cfg.path("etcd"))
+
+	reg := &registry.Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.RegistryPort)), RootDir: cfg.path("registry"), LogOutput: klogWriter{}}
+	if err := reg.Start(runCtx); err != nil {
+		return err
+	}
+	defer reg.Shutdown(context.Background())
+
+	goRun("kube-apiserver", func(ctx context.Context) error {
+		return controlplane.RunAPIServer(ctx, cp, etcd.Endpoint(), nil)
+	})
+
+	// containerd and the pause image do not need the API: start them now.
+	var ctrd *node.Containerd
+	nodeReady := make(chan error, 1)
+	if !cfg.DisableAgent {
+		ctrd = &node.Containerd{
+			Binary:           containerdBin,
+			Root:             cfg.path("containerd", "root"),
+			State:            filepath.Join("/run/strata", shortID(cfg.DataDir), "containerd"),
+			Socket:           filepath.Join("/run/strata", shortID(cfg.DataDir), "containerd.sock"),
+			SandboxImage:     cfg.PauseImage(),
+			CNIBinDir:        cniBinDir,
+			CNIConfDir:       net0.ConfDir,
+			RegistryHostsDir: cfg.path("containerd", "certs.d"),
+			LogFile:          cfg.path("logs", "containerd.log"),
+		}
+		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin) }()
+	}
+
+	admin, err := waitAPI(ctx, cp.AdminKubeconfig(), fatal)
+	if err != nil {
+		cancel()
+		return shutdown(cfg, ctrd, &wg, err)
+	}
+	say("API server ready at https://127.0.0.1:%d", cfg.APIPort)
+
+	goRun("kube-controller-manager", func(ctx context.Context) error {
+		return controlplane.RunControllerManager(ctx, cp, nil)
+	})
+	goRun("kube-scheduler", func(ctx context.Context) error {
+		return controlplane.RunScheduler(ctx, cp, nil)
+	})
+
+	if !cfg.DisableAgent {
+		if err := <-nodeReady; err != nil {
+			cancel()
+			return shutdown(cfg, ctrd, &wg, err)
+		}
+		say("containerd ready; sandbox image %s", cfg.PauseImage())
+		dnsIP, _ := cp.DNSServiceIP()
+		supervisor, err := clientFor(cp.SupervisorKubeconfig())
+		if err != nil {
+			cancel()
+			return shutdown(cfg, ctrd, &wg, err)
+		}
+		clusterDNS := &dns.Server{
+			ListenIP: nodeIP, Port: cfg.DNSPort, ServiceIP: dnsIP, Domain: cfg.ClusterDomain,
+			Upstreams: dns.HostUpstreams("/etc/resolv.conf"), Client: supervisor,
+		}
+		if err := clusterDNS.Start(runCtx); err != nil {
+			cancel()
+			return shutdown(cfg, ctrd, &wg, err)
+		}
+		goRun("kubelet", func(ctx context.Context) error {
+			return node.RunKubelet(ctx, &node.KubeletConfig{
+				NodeName:        cfg.NodeName,
+				NodeIP:          nodeIP.String(),
+				RootDir:         cfg.path("kubelet"),
+				Kubeconfig:      cp.KubeletKubeconfig(),
+				ClientCAFile:    cp.CAFile(),
+				TLSCertFile:     cp.KubeletServingCert().CertFile,
+				TLSKeyFile:      cp.KubeletServingCert().KeyFile,
+				RuntimeEndpoint: ctrd.Endpoint(),
+				ClusterDNS:      dnsIP.String(),
+				ClusterDomain:   cfg.ClusterDomain,
+				Port:            int32(cfg.KubeletPort),
+			})
+		})
+		goRun("kube-proxy", func(ctx context.Context) error {
+			return node.RunProxy(ctx, &node.ProxyConfig{
+				Kubeconfig: cp.KubeProxyKubeconfig(), NodeName: cfg.NodeName, ClusterCIDR: cfg.ClusterCIDR,
+				HealthzPort: proxyHealthzPort, MetricsPort: proxyMetricsPort,
+			})
+		})
+		go func() {
+			if err := waitNodeReady(runCtx, admin, cfg.NodeName); err == nil {
+				say("node %s Ready", cfg.NodeName)
+			}
+		}()
+	}
+	say("admin kubeconfig: %s (try: strata kubectl --data-dir %s get nodes)", cp.AdminKubeconfig(), cfg.DataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		say("stopping")
+	case runErr = <-fatal:
+	case err := <-etcd.Err():
+		runErr = fmt.Errorf("etcd: %w", err)
+	}
+	cancel()
+	return shutdown(cfg, ctrd, &wg, runErr)
+}
+
+// shutdown stops pods and containerd after the components' context is
+// cancelled, so no container or shim outlives the server.
+func shutdown(cfg Config, ctrd *node.Containerd, wg *sync.WaitGroup, runErr error) error {
+	if ctrd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := node.StopAllPods(ctx, ctrd.Endpoint()); err != nil {
+			klog.ErrorS(err, "Stop pods")
+		}
+		cancel()
+		ctrd.Stop()
+	}
+	// Components return when their context ends; do not wait forever for
+	// one that does not (some upstream loops ignore cancellation).
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return runErr
+}
+
+// prepareNode writes the CNI and registry configuration, starts containerd
+// and pushes the sandbox image into the embedded registry.
+func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Containerd, pauseBin string) error {
+	if err := n.WriteCNIConfig(); err != nil {
+		return err
+	}
+	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
+	if err := registry.WriteContainerdHosts(c.RegistryHostsDir, cfg.RegistryHost(), regURL); err != nil {
+		return err
+	}
+	if err := c.Start(ctx, cfg.path("containerd", "config.toml")); err != nil {
+		return err
+	}
+	img, err := registry.Build(registry.ImageSpec{Binary: pauseBin, Entrypoint: []string{"/pause"}})
+	if err != nil {
+		return fmt.Errorf("sandbox image: %w", err)
+	}
+	// The registry listens on loopback under the same port as the name.
+	ref := fmt.Sprintf("127.0.0.1:%d/strata/pause:3.10", cfg.RegistryPort)
+	if _, err := registry.Push(img, ref); err != nil {
+		return fmt.Errorf("sandbox image: %w", err)
+	}
+	return nil
+}
+
+func waitAPI(ctx context.Context, kubeconfig string, fatal <-chan error) (kubernetes.Interface, error) {
+	client, err := clientFor(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		cancel()
+		if err == nil && string(body) == "ok" {
+			return client, nil
+		}
+		select {
+		case err := <-fatal:
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("kube-apiserver not ready after 2m; see %s", filepath.Join(filepath.Dir(kubeconfig), "logs", "strata.log"))
+		}
+	}
+}
+
+func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string) error {
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", kubeconfig, err)
+	}
+	rc.QPS, rc.Burst = 50, 100
+	return kubernetes.NewForConfig(rc)
+}
+
+// findPause locates strata-pause: the flag, next to the strata binary, or PATH.
+func findPause(flagValue string) (string, error) {
+	if flagValue != "" {
+		if _, err := os.Stat(flagValue); err != nil {
+			return "", fmt.Errorf("--pause-binary %s: %v", flagValue, unwrapPathErr(err))
+		}
+		return flagValue, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "strata-pause")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("strata-pause not found next to the strata binary: build both with `make build` or pass --pause-binary")
+}
+
+func candidates(first string, rest ...string) []string {
+	if first != "" {
+		return []string{first}
+	}
+	return rest
+}
+
+// shortID names the per-data-dir runtime directory; socket paths must stay
+// under 108 bytes whatever the data dir is.
+func shortID(dataDir string) string {
+	h := uint32(2166136261)
+	for _, b := range []byte(dataDir) {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return fmt.Sprintf("%08x", h)
+}
+
+// setupLogging sends every component's klog output to DATA/logs/strata.log
+// and keeps the terminal for Strata's own progress lines.
+func setupLogging(dir string, verbosity int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for k, v := range map[string]string{
+		"logtostderr":      "false",
+		"alsologtostderr":  "false",
+		"stderrthreshold":  "FATAL",
+		"log_file":         filepath.Join(dir, "strata.log"),
+		"one_output":       "true",
+		"skip_log_headers": "true",
+		"v":                strconv.Itoa(verbosity),
+	} {
+		if err := fs.Set(k, v); err != nil {
+			return fmt.Errorf("klog %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// klogWriter sends a library's own log lines (logrus) into klog's file.
+type klogWriter struct{}
+
+func (klogWriter) Write(p []byte) (int, error) {
+	klog.InfoDepth(1, string(p))
+	return len(p), nil
+}
