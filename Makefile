@@ -4,6 +4,16 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 DATA_DIR ?= /var/lib/strata
 GO ?= go
+# The embedded Kubernetes reports its real version (kubectl's skew checks and
+# the node's kubeletVersion read it); Strata's own version comes from git.
+K8S_VERSION := $(shell $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes 2>/dev/null)
+K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
+STRATA_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
+LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VERSION) \
+  $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(K8S_VERSION)+strata -X $(p).gitMajor=1 -X $(p).gitMinor=$(K8S_MINOR) \
+  -X $(p).gitTreeState=clean -X $(p).buildDate=$(BUILD_DATE))
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
@@ -17,7 +27,7 @@ deps:
 build:
 	@echo "build: strata, strata-pause and the examples into bin/"
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/strata ./cmd/strata
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/strata ./cmd/strata
 	$(STATIC) -o $(BIN)/strata-pause ./cmd/strata-pause
 	$(STATIC) -o $(BIN)/hello ./examples/hello
 	$(STATIC) -o $(BIN)/netcheck ./examples/netcheck

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	strataversion "github.com/strata-dev/strata/pkg/version"
 	"k8s.io/component-base/version"
 )
 
@@ -13,7 +14,7 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the Strata and Kubernetes versions",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "strata (Kubernetes %s)\n", version.Get().GitVersion)
+			fmt.Fprintf(cmd.OutOrStdout(), "strata %s (Kubernetes %s, %s)\n", strataversion.Version, version.Get().GitVersion, version.Get().GoVersion)
 		},
 	}
 }

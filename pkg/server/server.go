@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 	admin, err := waitAPI(ctx, cp.AdminKubeconfig(), fatal)
 	if err != nil {
 		cancel()
-		return shutdown(cfg, ctrd, &wg, err)
+		return shutdown(say, ctrd, &wg, err)
 	}
 	say("API server ready at https://127.0.0.1:%d", cfg.APIPort)
 
@@ -184,14 +184,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.DisableAgent {
 		if err := <-nodeReady; err != nil {
 			cancel()
-			return shutdown(cfg, ctrd, &wg, err)
+			return shutdown(say, ctrd, &wg, err)
 		}
 		say("containerd ready; sandbox image %s", cfg.PauseImage())
 		dnsIP, _ := cp.DNSServiceIP()
 		supervisor, err := clientFor(cp.SupervisorKubeconfig())
 		if err != nil {
 			cancel()
-			return shutdown(cfg, ctrd, &wg, err)
+			return shutdown(say, ctrd, &wg, err)
 		}
 		clusterDNS := &dns.Server{
 			ListenIP: nodeIP, Port: cfg.DNSPort, ServiceIP: dnsIP, Domain: cfg.ClusterDomain,
@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		if err := clusterDNS.Start(runCtx); err != nil {
 			cancel()
-			return shutdown(cfg, ctrd, &wg, err)
+			return shutdown(say, ctrd, &wg, err)
 		}
 		goRun("kubelet", func(ctx context.Context) error {
 			return node.RunKubelet(ctx, &node.KubeletConfig{
@@ -239,13 +239,14 @@ func Run(ctx context.Context, cfg Config) error {
 		runErr = fmt.Errorf("etcd: %w", err)
 	}
 	cancel()
-	return shutdown(cfg, ctrd, &wg, runErr)
+	return shutdown(say, ctrd, &wg, runErr)
 }
 
 // shutdown stops pods and containerd after the components' context is
 // cancelled, so no container or shim outlives the server.
-func shutdown(cfg Config, ctrd *node.Containerd, wg *sync.WaitGroup, runErr error) error {
+func shutdown(say func(string, ...any), ctrd *node.Containerd, wg *sync.WaitGroup, runErr error) error {
 	if ctrd != nil {
+		say("stopping pods and containerd")
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		if err := node.StopAllPods(ctx, ctrd.Endpoint()); err != nil {
 			klog.ErrorS(err, "Stop pods")
@@ -259,8 +260,10 @@ func shutdown(cfg Config, ctrd *node.Containerd, wg *sync.WaitGroup, runErr erro
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(3 * time.Second):
+		klog.InfoS("Some components did not return within 3s of shutdown; exiting anyway")
 	}
+	say("stopped")
 	return runErr
 }
 

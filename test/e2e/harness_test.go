@@ -1,0 +1,244 @@
+// Package e2e runs whole-system tests against a real `strata server`:
+// real etcd, kube-apiserver, kubelet, containerd, runc and CNI on this
+// machine. They need root. The binaries come from STRATA_BIN (a directory
+// with strata, strata-pause, hello and netcheck, as `make build` leaves them)
+// or are built once by TestMain.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: these tests start a real cluster and need root (run `make test` as root)")
+		os.Exit(1)
+	}
+	binDir = os.Getenv("STRATA_BIN")
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "strata-e2e-bin-")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		if err := buildBinaries(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build:", err)
+			os.Exit(1)
+		}
+		binDir = dir
+	}
+	code := m.Run()
+	if shared != nil {
+		if err := shared.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: stop shared server:", err)
+			code = 1
+		}
+		if leaks := shared.leakedProcesses(); len(leaks) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: processes left after the server stopped:\n  %s\n", strings.Join(leaks, "\n  "))
+			code = 1
+		}
+		if code == 0 {
+			os.RemoveAll(shared.dataDir)
+		}
+	}
+	os.Exit(code)
+}
+
+// buildBinaries builds exactly what `make build` builds, with the same
+// flags, into dir.
+func buildBinaries(dir string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("make", "build", "BIN="+dir)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make build: %v\n%s", err, out)
+	}
+	return nil
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// server is one `strata server` process on its own data dir.
+type server struct {
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	exited  chan struct{}
+	client  kubernetes.Interface
+}
+
+// shared is the server most tests use; started on first use.
+var shared *server
+
+// cluster returns the shared running server, starting it if needed.
+func cluster(t *testing.T) *server {
+	t.Helper()
+	if shared == nil {
+		dir, err := os.MkdirTemp("", "strata-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared = &server{dataDir: dir}
+	}
+	if shared.cmd == nil {
+		if err := shared.start(); err != nil {
+			t.Fatalf("start strata server: %v", err)
+		}
+	}
+	return shared
+}
+
+func (s *server) start(extra ...string) error {
+	s.out = &bytes.Buffer{}
+	args := append([]string{"server", "--data-dir", s.dataDir}, s.args...)
+	s.cmd = exec.Command(bin("strata"), append(args, extra...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	kubeconfig := filepath.Join(s.dataDir, "admin.kubeconfig")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-s.exited:
+			return false, fmt.Errorf("server exited: %s", s.out.String())
+		default:
+		}
+		if s.client == nil {
+			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return false, nil
+			}
+			if s.client, err = kubernetes.NewForConfig(rc); err != nil {
+				return false, err
+			}
+		}
+		return s.nodeReadySince(ctx, time.Now().Add(-2*time.Minute)), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nserver output:\n%s", err, s.out.String())
+	}
+	return nil
+}
+
+// nodeReadySince reports whether a node is Ready with a heartbeat newer than t,
+// so a Ready condition left in etcd by an earlier run does not count.
+func (s *server) nodeReadySince(ctx context.Context, t time.Time) bool {
+	nodes, err := s.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return false
+	}
+	for _, c := range nodes.Items[0].Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() error {
+	if s.cmd == nil {
+		return nil
+	}
+	defer func() { s.cmd = nil; s.client = nil }()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(90 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return fmt.Errorf("server did not exit within 90s of SIGTERM\n%s", s.out.String())
+	}
+	if st := s.cmd.ProcessState; st != nil && !st.Success() {
+		return fmt.Errorf("server exited with %v after SIGTERM\n%s", st, s.out.String())
+	}
+	return nil
+}
+
+// kubectl runs the embedded kubectl against this server.
+func (s *server) kubectl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin("strata"), append([]string{"kubectl", "--data-dir", s.dataDir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (s *server) mustKubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := s.kubectl(t, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// leakedProcesses lists processes that belong to this server's containerd
+// (containerd itself, shims and their containers) or to its data dir.
+func (s *server) leakedProcesses() []string {
+	var leaks []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(strings.TrimRight(string(raw), "\x00"), "\x00", " ")
+		cgroup, _ := os.ReadFile(filepath.Join("/proc", pid, "cgroup"))
+		switch {
+		case strings.Contains(cmdline, s.dataDir):
+			leaks = append(leaks, pid+": "+cmdline)
+		case strings.HasPrefix(cmdline, "/usr/bin/containerd-shim") && strings.Contains(cmdline, "/run/strata/"):
+			leaks = append(leaks, pid+": "+cmdline)
+		case strings.Contains(string(cgroup), "kubepods"):
+			leaks = append(leaks, pid+": "+cmdline+" (in kubepods cgroup)")
+		}
+	}
+	return leaks
+}
+
+// pushImage builds an image from one of our static binaries and pushes it
+// to the server's registry.
+func pushImage(t *testing.T, binary, ref string, extra ...string) {
+	t.Helper()
+	args := append([]string{"image", "build", "--binary", bin(binary), "-t", ref, "--push"}, extra...)
+	if out, err := exec.Command(bin("strata"), args...).CombinedOutput(); err != nil {
+		t.Fatalf("strata %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}

@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Acceptance 1: the node is Ready and kubectl works, DRA's API included.
+func TestNodeReadyAndAPIResources(t *testing.T) {
+	s := cluster(t)
+	out := s.mustKubectl(t, "get", "nodes", "-o", "wide")
+	if !strings.Contains(out, " Ready ") {
+		t.Fatalf("node not Ready:\n%s", out)
+	}
+	out = s.mustKubectl(t, "api-resources")
+	for _, want := range []string{"resourceclaims", "resourceslices", "deviceclasses", "resource.k8s.io/v1 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl api-resources lacks %q", want)
+		}
+	}
+	out = s.mustKubectl(t, "version")
+	if !strings.Contains(out, "v1.37") {
+		t.Errorf("kubectl version does not report Kubernetes v1.37:\n%s", out)
+	}
+}
+
+// Acceptance 2: the hello Deployment behind a Service is reached by its DNS name.
+func TestHelloThroughServiceDNS(t *testing.T) {
+	s := cluster(t)
+	deployHello(t, s)
+	pushImage(t, "netcheck", "localhost:5000/netcheck:e2e")
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns-client", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name:  "netcheck",
+				Image: "localhost:5000/netcheck:e2e",
+				Args:  []string{"--timeout", "60s", "--count", "3", "--expect", "hello from Strata", "http://hello.default.svc.cluster.local"},
+			}},
+		},
+	}
+	if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var phase corev1.PodPhase
+	waitFor(t, 90*time.Second, "the client pod to finish", func(ctx context.Context) (bool, error) {
+		p, err := s.client.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		phase = p.Status.Phase
+		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+	})
+	logs := s.mustKubectl(t, "logs", pod.Name)
+	if phase != corev1.PodSucceeded {
+		t.Fatalf("client pod %s; logs:\n%s", phase, logs)
+	}
+	if strings.Count(logs, "hello from Strata: pod hello-") != 3 {
+		t.Fatalf("client did not get 3 greetings through the Service:\n%s", logs)
+	}
+}
+
+// deployHello applies the demo manifest the README deploys and waits for it.
+func deployHello(t *testing.T, s *server) {
+	t.Helper()
+	pushImage(t, "hello", "localhost:5000/hello:v1", "--port", "8080", "--user", "65532")
+	s.mustKubectl(t, "apply", "-f", "../../examples/hello/deploy.yaml")
+	s.mustKubectl(t, "rollout", "status", "deployment/hello", "--timeout=120s")
+}
+
+// Acceptance 3: a restart keeps objects and the pods come back Running.
+// It also checks that a stopped server leaves no process behind (7).
+func TestRestartKeepsState(t *testing.T) {
+	s := cluster(t)
+	ctx := context.Background()
+	if _, err := s.client.AppsV1().Deployments("default").Get(ctx, "hello", metav1.GetOptions{}); err != nil {
+		deployHello(t, s)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "keep-me", Namespace: "default"}, Data: map[string]string{"k": "v"}}
+	if _, err := s.client.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.client.AppsV1().Deployments("default").Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if leaks := s.leakedProcesses(); len(leaks) > 0 {
+		t.Fatalf("processes left after SIGTERM:\n%s", strings.Join(leaks, "\n"))
+	}
+	restarted := time.Now()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.client.CoreV1().ConfigMaps("default").Get(ctx, "keep-me", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Fatalf("ConfigMap after restart: %v %v", got, err)
+	}
+	if _, err := s.client.CoreV1().Services("default").Get(ctx, "hello", metav1.GetOptions{}); err != nil {
+		t.Fatalf("Service after restart: %v", err)
+	}
+	after, err := s.client.AppsV1().Deployments("default").Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Deployment after restart: %v", err)
+	}
+	if after.UID != before.UID {
+		t.Fatalf("Deployment was recreated (uid %s -> %s), not kept", before.UID, after.UID)
+	}
+	waitFor(t, 2*time.Minute, "hello pods Running and Ready after restart", func(ctx context.Context) (bool, error) {
+		pods, err := s.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=hello"})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && podReadySince(&p, restarted) {
+				ready++
+			}
+		}
+		return ready == int(ptr.Deref(after.Spec.Replicas, 1)), nil
+	})
+}
+
+func podReadySince(p *corev1.Pod, t time.Time) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(t.Truncate(time.Second)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Acceptance 4: Pod Security admission enforces a namespace's level.
+func TestPodSecurityBaselineRejectsPrivileged(t *testing.T) {
+	s := cluster(t)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   "psa-baseline",
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "baseline"},
+	}}
+	if _, err := s.client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: ns.Name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "localhost:5000/hello:v1",
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+		}}},
+	}
+	_, err := s.client.CoreV1().Pods(ns.Name).Create(ctx, pod, metav1.CreateOptions{})
+	want := `violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("privileged pod: got error %v, want one containing %q", err, want)
+	}
+	// The same pod without privileges is admitted.
+	pod.Spec.Containers[0].SecurityContext = nil
+	if _, err := s.client.CoreV1().Pods(ns.Name).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("unprivileged pod rejected: %v", err)
+	}
+}
+
+// Acceptance 5: anonymous requests are refused; the admin kubeconfig works.
+func TestAnonymousRefused(t *testing.T) {
+	s := cluster(t)
+	ca, err := os.ReadFile(filepath.Join(s.dataDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, path := range []string{"/api/v1/namespaces", "/api", "/version"} {
+		resp, err := c.Get("https://127.0.0.1:6443" + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("anonymous GET %s: status %d, want 401", path, resp.StatusCode)
+		}
+	}
+	out := s.mustKubectl(t, "--kubeconfig", filepath.Join(s.dataDir, "admin.kubeconfig"), "auth", "whoami")
+	if !strings.Contains(out, "system:masters") {
+		t.Fatalf("admin kubeconfig is not an administrator:\n%s", out)
+	}
+}
+
+// Acceptance 6: bad input exits non-zero with one line naming the problem
+// and the fix, and leaves no process behind.
+func TestBadInput(t *testing.T) {
+	if shared != nil {
+		// These runs use the default ports; the shared server must be down.
+		if err := shared.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readOnly := t.TempDir()
+	if err := syscall.Mount("tmpfs", readOnly, "tmpfs", syscall.MS_RDONLY, "size=1m"); err != nil {
+		t.Fatalf("mount read-only tmpfs: %v", err)
+	}
+	defer syscall.Unmount(readOnly, 0)
+
+	cases := []struct {
+		name  string
+		args  []string
+		setup func(t *testing.T) func()
+		want  []string
+	}{
+		{name: "unknown flag", args: []string{"--no-such-flag"}, want: []string{"unknown flag: --no-such-flag", "--help"}},
+		{name: "data dir not writable", args: []string{"--data-dir", filepath.Join(readOnly, "state")},
+			want: []string{"data dir " + filepath.Join(readOnly, "state"), "read-only file system", "--data-dir"}},
+		{name: "API port taken", setup: occupy(t, "0.0.0.0:6443"),
+			want: []string{"port 6443 (kube-apiserver, tcp) is already in use", "--https-port"}},
+		{name: "registry port taken", setup: occupy(t, "127.0.0.1:5000"),
+			want: []string{"port 5000 (OCI registry, tcp) is already in use", "--registry-port"}},
+		{name: "containerd missing", args: []string{"--containerd", "/nonexistent/containerd"},
+			want: []string{"containerd not found", "apt-get install containerd", "--containerd"}},
+		{name: "bad CIDR", args: []string{"--cluster-cidr", "10.88.0.0/99"}, want: []string{"--cluster-cidr", "not an IPv4 CIDR"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != nil {
+				defer tc.setup(t)()
+			}
+			dataDir := t.TempDir()
+			args := append([]string{"server", "--data-dir", dataDir}, tc.args...)
+			cmd := exec.Command(bin("strata"), args...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if err == nil {
+				t.Fatalf("strata %v exited 0", args)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 1 {
+				t.Errorf("want one line on stderr, got %d:\n%s", len(lines), stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), w)
+				}
+			}
+			probe := &server{dataDir: dataDir}
+			if leaks := probe.leakedProcesses(); len(leaks) > 0 {
+				t.Errorf("left processes behind:\n%s", strings.Join(leaks, "\n"))
+			}
+		})
+	}
+}
+
+func occupy(t *testing.T, addr string) func(t *testing.T) func() {
+	return func(t *testing.T) func() {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("occupy %s: %v", addr, err)
+		}
+		return func() { l.Close() }
+	}
+}
