@@ -9,7 +9,8 @@ GO ?= go
 K8S_VERSION := $(shell $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes 2>/dev/null)
 K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
 STRATA_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# The last commit's date, not now: an unchanged tree links the same binary.
+BUILD_DATE := $(shell git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
 LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VERSION) \
   $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(K8S_VERSION)+strata -X $(p).gitMajor=1 -X $(p).gitMinor=$(K8S_MINOR) \

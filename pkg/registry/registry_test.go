@@ -1,0 +1,156 @@
+package registry
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func writeExec(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateBadInput(t *testing.T) {
+	dir := t.TempDir()
+	exe := writeExec(t, dir, "app", "#!/bin/sh\n")
+	notExec := filepath.Join(dir, "data")
+	os.WriteFile(notExec, []byte("x"), 0o644)
+	dynamic := writeExec(t, dir, "dyn", "\x7fELF....../lib64/ld-linux-x86-64.so.2....")
+	tests := []struct {
+		name string
+		spec ImageSpec
+		want string
+	}{
+		{"nothing", ImageSpec{}, "exactly one of --binary FILE or --dir DIR"},
+		{"both", ImageSpec{Binary: exe, Dir: dir}, "exactly one of"},
+		{"missing binary", ImageSpec{Binary: filepath.Join(dir, "nope")}, "no such file"},
+		{"binary not executable", ImageSpec{Binary: notExec}, "is not an executable file"},
+		{"dynamically linked", ImageSpec{Binary: dynamic}, "dynamically linked"},
+		{"dir without entrypoint", ImageSpec{Dir: dir}, "needs --entrypoint"},
+		{"dir is a file", ImageSpec{Dir: exe, Entrypoint: []string{"/x"}}, "is not a directory"},
+		{"bad env", ImageSpec{Binary: exe, Env: []string{"NOVALUE"}}, "use NAME=VALUE"},
+		{"bad port", ImageSpec{Binary: exe, Ports: []string{"http"}}, "--port \"http\""},
+		{"port out of range", ImageSpec{Binary: exe, Ports: []string{"70000"}}, "from 1 to 65535"},
+		{"bad protocol", ImageSpec{Binary: exe, Ports: []string{"53/icmp"}}, "protocol must be"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.spec.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBuildPushPull pushes to the embedded registry on loopback and reads
+// the image back as containerd would.
+func TestBuildPushPull(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+
+	dir := t.TempDir()
+	exe := writeExec(t, dir, "app", "#!/bin/sh\necho hi\n")
+	img, err := Build(ImageSpec{Binary: exe, Env: []string{"A=b"}, Ports: []string{"8080"}, User: "65532"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarFile := filepath.Join(dir, "app.tar")
+	ref := addr + "/team/app:v1"
+	if err := Save(img, ref, tarFile); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digestRef, err := Push(loaded, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	if !strings.HasSuffix(digestRef, "@"+want.String()) {
+		t.Fatalf("pushed %s, want digest %s (save/load must not change the image)", digestRef, want)
+	}
+
+	r, _ := name.ParseReference(ref)
+	pulled, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := pulled.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.Config.Entrypoint; len(got) != 1 || got[0] != "/app" {
+		t.Errorf("entrypoint %q, want [/app]", got)
+	}
+	if _, ok := cf.Config.ExposedPorts["8080/tcp"]; !ok {
+		t.Errorf("exposed ports %v lack 8080/tcp", cf.Config.ExposedPorts)
+	}
+	if cf.Config.User != "65532" || cf.OS != "linux" {
+		t.Errorf("user %q os %q", cf.Config.User, cf.OS)
+	}
+	layers, _ := pulled.Layers()
+	if len(layers) != 1 {
+		t.Fatalf("%d layers, want 1", len(layers))
+	}
+}
+
+func TestBadImageName(t *testing.T) {
+	dir := t.TempDir()
+	img, err := Build(ImageSpec{Binary: writeExec(t, dir, "app", "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(img, "Bad Name!"); err == nil || !strings.Contains(err.Error(), "use e.g. localhost:5000/app:v1") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.tar")); err == nil || !strings.Contains(err.Error(), "strata image build -o") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDirImageIsReproducible(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	writeExec(t, filepath.Join(dir, "bin"), "srv", "x")
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>hi</h1>"), 0o644)
+	spec := ImageSpec{Dir: dir, Entrypoint: []string{"/bin/srv"}}
+	a, err := Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(dir, "index.html"), later, later)
+	b, _ := Build(spec)
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Fatalf("same content, different digests: %s %s", da, db)
+	}
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"empty data dir", func(c *Config) { c.DataDir = "" }, "--data-dir is empty"},
+		{"bad bind address", func(c *Config) { c.BindAddress = "localhost" }, "--bind-address \"localhost\" is not an IP"},
+		{"port zero", func(c *Config) { c.APIPort = 0 }, "--https-port 0 is out of range"},
+		{"port too big", func(c *Config) { c.RegistryPort = 70000 }, "--registry-port 70000 is out of range"},
+		{"bad cluster cidr", func(c *Config) { c.ClusterCIDR = "10.88.0.0" }, "--cluster-cidr \"10.88.0.0\" is not an IPv4 CIDR"},
+		{"ipv6 service cidr", func(c *Config) { c.ServiceCIDR = "fd00::/108" }, "--service-cidr"},
+		{"no node name", func(c *Config) { c.NodeName = "" }, "--node-name is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			c.DataDir = t.TempDir()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheckPortsNamesTheTakenPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	freeAddr := free.Addr().String()
+	free.Close()
+	err = checkPorts([]portUse{
+		{"tcp", freeAddr, "first", "--first-port"},
+		{"tcp", l.Addr().String(), "the thing", "--thing-port"},
+	})
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	want := "port " + port + " (the thing, tcp) is already in use: stop the process that uses it or pass --thing-port with a free port"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+func TestDataDirLockIsExclusive(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	lock, err := checkDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := checkDataDir(dir); err == nil || !strings.Contains(err.Error(), "in use by another strata server") {
+		t.Fatalf("second server on the same data dir: %v", err)
+	}
+}
+
+func TestDataDirUnderAFileIsRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := checkDataDir(filepath.Join(file, "state"))
+	if err == nil || !strings.Contains(err.Error(), "cannot be created: not a directory") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestShortIDIsStableAndShort(t *testing.T) {
+	a, b := shortID("/var/lib/strata"), shortID("/var/lib/strata")
+	if a != b || len(a) != 8 {
+		t.Fatalf("shortID not stable or not 8 chars: %q %q", a, b)
+	}
+	if shortID("/tmp/other") == a {
+		t.Fatal("different data dirs share a runtime dir")
+	}
+}
