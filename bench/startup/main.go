@@ -228,7 +228,7 @@ func childNamed(ppid int, name string) int {
 		// pid (comm) state ppid ...
 		s := string(stat)
 		i := strings.LastIndex(s, ")")
-		if i < 0 || !strings.Contains(s[:i], "("+name+")") {
+		if i < 0 || !strings.Contains(s[:i+1], "("+name+")") {
 			continue
 		}
 		fields := strings.Fields(s[i+1:])

@@ -13,7 +13,7 @@ func newImageCommand() *cobra.Command {
 		Use:   "image",
 		Short: "Build OCI images without Docker and push them to a registry",
 	}
-	cmd.AddCommand(newImageBuildCommand(), newImagePushCommand())
+	cmd.AddCommand(newImageBuildCommand(), newImagePushCommand(), newImageSignCommand(), newImageVerifyCommand())
 	return cmd
 }
 

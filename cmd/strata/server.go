@@ -47,6 +47,7 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory (default: /usr/lib/cni, then /opt/cni/bin)")
 	f.StringVar(&cfg.PauseBinary, "pause-binary", "", "static binary for the pod sandbox image (default: strata-pause next to strata)")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or addresses for the API server certificate")
+	f.StringVar(&cfg.PodSecurity, "pod-security", cfg.PodSecurity, "Pod Security level enforced in namespaces without pod-security.kubernetes.io labels: restricted, baseline or privileged (system namespaces are exempt)")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
 	return cmd
 }

@@ -12,9 +12,10 @@ import (
 )
 
 // apiserverArgs are kube-apiserver's flags for a Strata cluster.
-func (c *Config) apiserverArgs(etcdEndpoint string) []string {
+func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 	s := c.certs
 	return []string{
+		"--admission-control-config-file=" + admissionConfig,
 		"--etcd-servers=https://" + etcdEndpoint,
 		"--etcd-cafile=" + s.ca.CertFile,
 		"--etcd-certfile=" + s.etcdClient.CertFile,
@@ -45,8 +46,12 @@ func (c *Config) apiserverArgs(etcdEndpoint string) []string {
 // RunAPIServer runs kube-apiserver until ctx is done. It returns an error at
 // once if the configuration is invalid, and otherwise blocks.
 func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs []string) error {
+	admissionConfig, err := c.writeAdmissionConfig()
+	if err != nil {
+		return err
+	}
 	s := apiserveroptions.NewServerRunOptions()
-	args := append(c.apiserverArgs(etcdEndpoint), extraArgs...)
+	args := append(c.apiserverArgs(etcdEndpoint, admissionConfig), extraArgs...)
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type Config struct {
 	NodeName         string
 	// ExtraSANs are added to the API server's serving certificate.
 	ExtraSANs []string
+	// PodSecurityDefault is the Pod Security level enforced in namespaces
+	// that do not set their own (restricted unless set).
+	PodSecurityDefault string
 
 	certs *certSet
 }

@@ -4,6 +4,8 @@ package server
 
 import (
 	"fmt"
+
+	"github.com/strata-dev/strata/pkg/controlplane"
 	"io"
 	"net"
 	"os"
@@ -29,6 +31,8 @@ type Config struct {
 	CNIBinDir     string
 	PauseBinary   string
 	TLSSANs       []string
+	// PodSecurity is the Pod Security level for namespaces without labels.
+	PodSecurity string
 	// Verbosity is klog's -v for the components' log file.
 	Verbosity int
 
@@ -52,6 +56,7 @@ func Defaults() Config {
 		ClusterDomain: "cluster.local",
 		NodeName:      host,
 		Bridge:        "strata0",
+		PodSecurity:   "restricted",
 		Out:           os.Stderr,
 	}
 }
@@ -83,6 +88,9 @@ func (c *Config) Validate() error {
 		if err != nil || ip.To4() == nil {
 			return fmt.Errorf("%s %q is not an IPv4 CIDR: use e.g. 10.88.0.0/16", c.flag, c.v)
 		}
+	}
+	if err := controlplane.ValidatePodSecurityLevel(c.PodSecurity); err != nil {
+		return err
 	}
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")

@@ -21,6 +21,7 @@ func TestValidate(t *testing.T) {
 		{"port too big", func(c *Config) { c.RegistryPort = 70000 }, "--registry-port 70000 is out of range"},
 		{"bad cluster cidr", func(c *Config) { c.ClusterCIDR = "10.88.0.0" }, "--cluster-cidr \"10.88.0.0\" is not an IPv4 CIDR"},
 		{"ipv6 service cidr", func(c *Config) { c.ServiceCIDR = "fd00::/108" }, "--service-cidr"},
+		{"unknown pod security level", func(c *Config) { c.PodSecurity = "strict" }, "--pod-security \"strict\" is not a Pod Security level: use one of restricted, baseline, privileged"},
 		{"no node name", func(c *Config) { c.NodeName = "" }, "--node-name is empty"},
 	}
 	for _, tc := range tests {

@@ -117,16 +117,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	cp := &controlplane.Config{
-		DataDir:          cfg.DataDir,
-		BindAddress:      net.ParseIP(bind),
-		AdvertiseAddress: nodeIP,
-		APIPort:          cfg.APIPort,
-		EtcdPort:         cfg.EtcdPort,
-		ServiceCIDR:      cfg.ServiceCIDR,
-		ClusterCIDR:      cfg.ClusterCIDR,
-		ClusterDomain:    cfg.ClusterDomain,
-		NodeName:         cfg.NodeName,
-		ExtraSANs:        cfg.TLSSANs,
+		DataDir:            cfg.DataDir,
+		BindAddress:        net.ParseIP(bind),
+		AdvertiseAddress:   nodeIP,
+		APIPort:            cfg.APIPort,
+		EtcdPort:           cfg.EtcdPort,
+		ServiceCIDR:        cfg.ServiceCIDR,
+		ClusterCIDR:        cfg.ClusterCIDR,
+		ClusterDomain:      cfg.ClusterDomain,
+		NodeName:           cfg.NodeName,
+		ExtraSANs:          cfg.TLSSANs,
+		PodSecurityDefault: cfg.PodSecurity,
 	}
 	if err := cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)

@@ -46,14 +46,14 @@ func TestHelloThroughServiceDNS(t *testing.T) {
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "dns-client", Namespace: "default"},
-		Spec: corev1.PodSpec{
+		Spec: restricted(corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
 				Name:  "netcheck",
 				Image: "localhost:5000/netcheck:e2e",
 				Args:  []string{"--timeout", "60s", "--count", "3", "--expect", "hello from Strata", "http://hello.default.svc.cluster.local"},
 			}},
-		},
+		}),
 	}
 	if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -180,6 +180,48 @@ func TestPodSecurityBaselineRejectsPrivileged(t *testing.T) {
 	}
 }
 
+// User namespaces get Pod Security "restricted" by default (the security
+// issue's acceptance 5): a privileged pod in "default" is refused, while the
+// demo, which complies, runs unchanged (TestHelloThroughServiceDNS).
+func TestPodSecurityRestrictedByDefault(t *testing.T) {
+	s := cluster(t)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: "default"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "localhost:5000/hello:v1",
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+		}}},
+	}
+	_, err := s.client.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{})
+	for _, want := range []string{`violates PodSecurity "restricted:latest"`, `privileged (container "c" must not set securityContext.privileged=true)`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("privileged pod in default: got %v, want an error containing %q", err, want)
+		}
+	}
+	// System namespaces are exempt: Strata's own workloads may need privileges.
+	pod.Namespace = "kube-system"
+	if _, err := s.client.CoreV1().Pods("kube-system").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("kube-system is not exempt: %v", err)
+	}
+	_ = s.client.CoreV1().Pods("kube-system").Delete(context.Background(), pod.Name, metav1.DeleteOptions{})
+}
+
+// restricted makes a pod spec comply with Pod Security "restricted".
+func restricted(spec corev1.PodSpec) corev1.PodSpec {
+	spec.SecurityContext = &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To[int64](65532),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	for i := range spec.Containers {
+		spec.Containers[i].SecurityContext = &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+	}
+	return spec
+}
+
 // Acceptance 5: anonymous requests are refused; the admin kubeconfig works.
 func TestAnonymousRefused(t *testing.T) {
 	s := cluster(t)
@@ -237,6 +279,7 @@ func TestBadInput(t *testing.T) {
 		{name: "containerd missing", args: []string{"--containerd", "/nonexistent/containerd"},
 			want: []string{"containerd not found", "apt-get install containerd", "--containerd"}},
 		{name: "bad CIDR", args: []string{"--cluster-cidr", "10.88.0.0/99"}, want: []string{"--cluster-cidr", "not an IPv4 CIDR"}},
+		{name: "bad pod security level", args: []string{"--pod-security", "strict"}, want: []string{"--pod-security \"strict\"", "restricted, baseline, privileged"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
