@@ -36,5 +36,5 @@ Reach it from this machine:
 Use kubectl:
   $STRATA kubectl --data-dir $DATA_DIR get pods -A
   export KUBECONFIG=$DATA_DIR/admin.kubeconfig   # for your own kubectl, helm, ...
-Stop the server:  make stop    (logs: $DATA_DIR/logs/)
+Stop the server:  make stop DATA_DIR=$DATA_DIR    (logs: $DATA_DIR/logs/)
 MSG
