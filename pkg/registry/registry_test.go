@@ -1,9 +1,8 @@
-package registry
+package registry_test
 
 import (
-	"context"
-	"io"
-	"net"
+	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/registry/registrytest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,20 +30,20 @@ func TestValidateBadInput(t *testing.T) {
 	dynamic := writeExec(t, dir, "dyn", "\x7fELF....../lib64/ld-linux-x86-64.so.2....")
 	tests := []struct {
 		name string
-		spec ImageSpec
+		spec registry.ImageSpec
 		want string
 	}{
-		{"nothing", ImageSpec{}, "exactly one of --binary FILE or --dir DIR"},
-		{"both", ImageSpec{Binary: exe, Dir: dir}, "exactly one of"},
-		{"missing binary", ImageSpec{Binary: filepath.Join(dir, "nope")}, "no such file"},
-		{"binary not executable", ImageSpec{Binary: notExec}, "is not an executable file"},
-		{"dynamically linked", ImageSpec{Binary: dynamic}, "dynamically linked"},
-		{"dir without entrypoint", ImageSpec{Dir: dir}, "needs --entrypoint"},
-		{"dir is a file", ImageSpec{Dir: exe, Entrypoint: []string{"/x"}}, "is not a directory"},
-		{"bad env", ImageSpec{Binary: exe, Env: []string{"NOVALUE"}}, "use NAME=VALUE"},
-		{"bad port", ImageSpec{Binary: exe, Ports: []string{"http"}}, "--port \"http\""},
-		{"port out of range", ImageSpec{Binary: exe, Ports: []string{"70000"}}, "from 1 to 65535"},
-		{"bad protocol", ImageSpec{Binary: exe, Ports: []string{"53/icmp"}}, "protocol must be"},
+		{"nothing", registry.ImageSpec{}, "exactly one of --binary FILE or --dir DIR"},
+		{"both", registry.ImageSpec{Binary: exe, Dir: dir}, "exactly one of"},
+		{"missing binary", registry.ImageSpec{Binary: filepath.Join(dir, "nope")}, "no such file"},
+		{"binary not executable", registry.ImageSpec{Binary: notExec}, "is not an executable file"},
+		{"dynamically linked", registry.ImageSpec{Binary: dynamic}, "dynamically linked"},
+		{"dir without entrypoint", registry.ImageSpec{Dir: dir}, "needs --entrypoint"},
+		{"dir is a file", registry.ImageSpec{Dir: exe, Entrypoint: []string{"/x"}}, "is not a directory"},
+		{"bad env", registry.ImageSpec{Binary: exe, Env: []string{"NOVALUE"}}, "use NAME=VALUE"},
+		{"bad port", registry.ImageSpec{Binary: exe, Ports: []string{"http"}}, "--port \"http\""},
+		{"port out of range", registry.ImageSpec{Binary: exe, Ports: []string{"70000"}}, "from 1 to 65535"},
+		{"bad protocol", registry.ImageSpec{Binary: exe, Ports: []string{"53/icmp"}}, "protocol must be"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,36 +58,24 @@ func TestValidateBadInput(t *testing.T) {
 // TestBuildPushPull pushes to the embedded registry on loopback and reads
 // the image back as containerd would.
 func TestBuildPushPull(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv := &Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
+	addr := registrytest.Start(t)
 
 	dir := t.TempDir()
 	exe := writeExec(t, dir, "app", "#!/bin/sh\necho hi\n")
-	img, err := Build(ImageSpec{Binary: exe, Env: []string{"A=b"}, Ports: []string{"8080"}, User: "65532"})
+	img, err := registry.Build(registry.ImageSpec{Binary: exe, Env: []string{"A=b"}, Ports: []string{"8080"}, User: "65532"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tarFile := filepath.Join(dir, "app.tar")
 	ref := addr + "/team/app:v1"
-	if err := Save(img, ref, tarFile); err != nil {
+	if err := registry.Save(img, ref, tarFile); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := Load(tarFile)
+	loaded, err := registry.Load(tarFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	digestRef, err := Push(loaded, ref)
+	digestRef, err := registry.Push(loaded, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,14 +110,14 @@ func TestBuildPushPull(t *testing.T) {
 
 func TestBadImageName(t *testing.T) {
 	dir := t.TempDir()
-	img, err := Build(ImageSpec{Binary: writeExec(t, dir, "app", "x")})
+	img, err := registry.Build(registry.ImageSpec{Binary: writeExec(t, dir, "app", "x")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(img, "Bad Name!"); err == nil || !strings.Contains(err.Error(), "use e.g. localhost:5000/app:v1") {
+	if _, err := registry.Push(img, "Bad Name!"); err == nil || !strings.Contains(err.Error(), "use e.g. localhost:5000/app:v1") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := Load(filepath.Join(dir, "missing.tar")); err == nil || !strings.Contains(err.Error(), "strata image build -o") {
+	if _, err := registry.Load(filepath.Join(dir, "missing.tar")); err == nil || !strings.Contains(err.Error(), "strata image build -o") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -140,14 +127,14 @@ func TestDirImageIsReproducible(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
 	writeExec(t, filepath.Join(dir, "bin"), "srv", "x")
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>hi</h1>"), 0o644)
-	spec := ImageSpec{Dir: dir, Entrypoint: []string{"/bin/srv"}}
-	a, err := Build(spec)
+	spec := registry.ImageSpec{Dir: dir, Entrypoint: []string{"/bin/srv"}}
+	a, err := registry.Build(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	later := time.Now().Add(time.Hour)
 	os.Chtimes(filepath.Join(dir, "index.html"), later, later)
-	b, _ := Build(spec)
+	b, _ := registry.Build(spec)
 	da, _ := a.Digest()
 	db, _ := b.Digest()
 	if da != db {

@@ -3,8 +3,6 @@ package signing
 import (
 	"context"
 	"crypto"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,30 +11,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/registry/registrytest"
 )
 
-// startRegistry runs the embedded registry on a free loopback port, as
-// pkg/registry's own tests do, and returns its host:port.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
-	if err := srv.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		cancel()
-	})
-	return addr
-}
+// startRegistry runs the embedded registry on a free loopback port.
+func startRegistry(t *testing.T) string { return registrytest.Start(t) }
 
 // pushImage builds a one-file image whose digest depends on content and
 // pushes it to ref; it returns the pushed digest.

@@ -7,7 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/strata-dev/strata/pkg/registry/registrytest"
 	"strings"
 	"testing"
 	"time"
@@ -267,13 +267,4 @@ func TestVerifyErrors(t *testing.T) {
 }
 
 // closedAddr returns a loopback address that refuses connections.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func closedAddr(t *testing.T) string { return registrytest.FreeAddr(t) }

@@ -1,0 +1,41 @@
+// Package registrytest starts Strata's embedded registry for tests.
+package registrytest
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/strata-dev/strata/pkg/registry"
+)
+
+// FreeAddr returns a loopback host:port that nothing listens on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// Start runs the embedded registry on a free loopback port until the test
+// ends and returns its host:port.
+func Start(t testing.TB) string {
+	t.Helper()
+	addr := FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
+	if err := srv.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		cancel()
+	})
+	return addr
+}
