@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"os"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -114,5 +115,19 @@ func TestReverse(t *testing.T) {
 	}
 	if _, ok := r.reverse(mdns.Question{Name: "1.2.3.4.in-addr.arpa.", Qtype: mdns.TypePTR}); ok {
 		t.Fatal("PTR for an unknown address claimed to exist")
+	}
+}
+
+func TestHostUpstreamsKeepsLoopback(t *testing.T) {
+	f := t.TempDir() + "/resolv.conf"
+	if err := os.WriteFile(f, []byte("nameserver 127.0.0.53\nnameserver 10.0.0.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := HostUpstreams(f)
+	if len(got) != 2 || got[0] != "127.0.0.53:53" || got[1] != "10.0.0.2:53" {
+		t.Fatalf("upstreams %v", got)
+	}
+	if HostUpstreams(f+".missing") != nil {
+		t.Fatal("missing resolv.conf gave upstreams")
 	}
 }

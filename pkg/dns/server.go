@@ -210,20 +210,16 @@ func (s *Server) publishService(ctx context.Context) error {
 	return nil
 }
 
-// HostUpstreams reads the host's resolvers from a resolv.conf file.
+// HostUpstreams reads the host's resolvers from a resolv.conf file. The DNS
+// server runs on the host, so loopback resolvers (systemd-resolved's stub)
+// are reachable and kept.
 func HostUpstreams(resolvConf string) []string {
 	cfg, err := mdns.ClientConfigFromFile(resolvConf)
 	if err != nil {
 		return nil
 	}
-	var out []string
+	out := make([]string, 0, len(cfg.Servers))
 	for _, s := range cfg.Servers {
-		ip := net.ParseIP(s)
-		// Skip loopback resolvers (systemd-resolved's stub): pods cannot
-		// reach the host's loopback, and we would answer ourselves anyway.
-		if ip == nil || ip.IsLoopback() {
-			continue
-		}
 		out = append(out, net.JoinHostPort(s, cfg.Port))
 	}
 	return out

@@ -70,8 +70,6 @@ type Containerd struct {
 	RegistryHostsDir string
 	ExtraRuntimes    []Runtime
 	LogFile          string
-	// Env is added to containerd's environment (PATH for its shims).
-	Env []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -122,7 +120,6 @@ func (c *Containerd) spawn(configFile string) error {
 	_ = os.Remove(c.Socket)
 	cmd := exec.Command(c.Binary, "--config", configFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group: a Ctrl-C in the terminal reaches Strata, which
 		// then stops the pods before it stops containerd.

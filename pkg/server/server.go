@@ -224,7 +224,7 @@ func Run(ctx context.Context, cfg Config) error {
 			})
 		})
 		go func() {
-			if err := waitNodeReady(runCtx, admin, cfg.NodeName); err == nil {
+			if err := waitNodeReady(runCtx, admin, cfg.NodeName, start); err == nil {
 				say("node %s Ready", cfg.NodeName)
 			}
 		}()
@@ -319,14 +319,16 @@ func waitAPI(ctx context.Context, kubeconfig string, fatal <-chan error) (kubern
 	}
 }
 
-func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string) error {
+// waitNodeReady waits for a Ready condition heartbeated after since: on a
+// restart etcd still holds the previous run's Ready, which proves nothing.
+func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string, since time.Time) error {
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
 		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(since) {
 				return true, nil
 			}
 		}
