@@ -133,6 +133,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("PKI: %w", err)
 	}
 
+	// Deferred first so it runs last, after etcd and the registry are down.
+	defer say("stopped")
 	etcd, err := controlplane.StartEtcd(ctx, cp)
 	if err != nil {
 		return err
@@ -144,7 +146,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := reg.Start(runCtx); err != nil {
 		return err
 	}
-	defer reg.Shutdown(context.Background())
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = reg.Shutdown(sctx)
+	}()
 
 	goRun("kube-apiserver", func(ctx context.Context) error {
 		return controlplane.RunAPIServer(ctx, cp, etcd.Endpoint(), nil)
@@ -264,7 +270,7 @@ func shutdown(say func(string, ...any), ctrd *node.Containerd, wg *sync.WaitGrou
 	case <-time.After(3 * time.Second):
 		klog.InfoS("Some components did not return within 3s of shutdown; exiting anyway")
 	}
-	say("stopped")
+	say("stopping etcd")
 	return runErr
 }
 
