@@ -48,6 +48,10 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.PauseBinary, "pause-binary", "", "static binary for the pod sandbox image (default: strata-pause next to strata)")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or addresses for the API server certificate")
 	f.StringVar(&cfg.PodSecurity, "pod-security", cfg.PodSecurity, "Pod Security level enforced in namespaces without pod-security.kubernetes.io labels: restricted, baseline or privileged (system namespaces are exempt)")
+	f.IntVar(&cfg.WebhookPort, "webhook-port", cfg.WebhookPort, "port on loopback where the API server reaches Strata's admission webhooks")
+	f.StringVar(&cfg.UnmatchedImages, "unmatched-images", cfg.UnmatchedImages, "images that no ClusterImagePolicy covers are: deny (refused), warn (admitted with a warning) or allow")
+	f.DurationVar(&cfg.ImageVerifyTimeout, "image-verify-timeout", cfg.ImageVerifyTimeout, "deadline for resolving and verifying the images of one admission request (below the webhook timeout of 10s)")
+	f.DurationVar(&cfg.ImageCacheTTL, "image-cache-ttl", cfg.ImageCacheTTL, "how long a verified digest stays admitted without checking the registry again (also the delay before a deleted signature takes effect)")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
 	return cmd
 }

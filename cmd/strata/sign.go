@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/server"
 	"github.com/strata-dev/strata/pkg/signing"
 	strataversion "github.com/strata-dev/strata/pkg/version"
 )
@@ -71,17 +74,36 @@ func newImageSignCommand() *cobra.Command {
 	var (
 		keyFile      string
 		passwordFile string
+		clusterKey   bool
+		dataDir      string
 		timeout      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "sign --key cosign.key IMAGE",
+		Use:   "sign (--key cosign.key | --cluster-key) IMAGE",
 		Short: "Sign an image in the registry, as cosign sign --key does",
 		Long: `Resolve IMAGE to its manifest digest and store a signature of that digest next to
 it, under the tag sha256-<hex>.sig. Signatures already there (by other keys) are kept.
-The key password is read from --password-file or $COSIGN_PASSWORD.`,
-		Example: "  strata image sign --key cosign.key localhost:5000/hello:v1",
-		Args:    exactlyOneImage,
+The key password is read from --password-file or $COSIGN_PASSWORD.
+
+--cluster-key signs with the key the Strata server generated (DATA_DIR/signing),
+which the cluster's ClusterImagePolicies can trust through the Secret
+strata-system/image-signing-key.`,
+		Example: `  strata image sign --key cosign.key localhost:5000/hello:v1
+  strata image sign --cluster-key localhost:5000/hello:v1`,
+		Args: exactlyOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case clusterKey && keyFile != "":
+				return errors.New("--key and --cluster-key both given: choose one")
+			case clusterKey:
+				cfg := server.Config{DataDir: dataDir}
+				keyFile, _, passwordFile = cfg.SigningKeyFiles()
+				if !fileutil.Exists(keyFile) {
+					return fmt.Errorf("--cluster-key: %s does not exist: start `strata server --data-dir %s` once, or pass --data-dir", keyFile, dataDir)
+				}
+			case keyFile == "":
+				return errors.New("no key: pass --key cosign.key (from `strata keys generate`) or --cluster-key")
+			}
 			password, err := signing.ReadPassword(passwordFile)
 			if err != nil {
 				return err
@@ -107,8 +129,9 @@ The key password is read from --password-file or $COSIGN_PASSWORD.`,
 	f := cmd.Flags()
 	f.StringVar(&keyFile, "key", "", "private key file from `strata keys generate` or cosign generate-key-pair")
 	f.StringVar(&passwordFile, "password-file", "", "read the key password from this file instead of $COSIGN_PASSWORD")
+	f.BoolVar(&clusterKey, "cluster-key", false, "sign with the Strata server's own key (DATA_DIR/signing/cosign.key)")
+	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory, for --cluster-key; env STRATA_DATA_DIR")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up on the registry after this long")
-	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 

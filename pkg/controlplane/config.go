@@ -47,6 +47,10 @@ func (c *Config) SupervisorKubeconfig() string { return c.kubeconfigPath("strata
 // KubeletServingCert is the kubelet's TLS certificate, signed by the cluster CA.
 func (c *Config) KubeletServingCert() pki.Paths { return c.certs.kubeletServing }
 
+// WebhookServingCert is the TLS certificate of Strata's admission
+// webhooks, signed by the cluster CA, which the API server trusts.
+func (c *Config) WebhookServingCert() pki.Paths { return c.certs.webhook }
+
 // ServerURL is the loopback URL the in-process components use.
 func (c *Config) ServerURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.APIPort) }
 
@@ -83,6 +87,7 @@ type certSet struct {
 	etcdServer     pki.Paths
 	etcdClient     pki.Paths
 	kubeletServing pki.Paths
+	webhook        pki.Paths
 	saKey          string
 }
 
@@ -121,6 +126,7 @@ func (c *Config) EnsurePKI() error {
 		{&s.kubeletClient, pki.Cert{Name: "apiserver-kubelet-client", CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
 		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
 		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},
+		{&s.webhook, pki.Cert{Name: "webhook-serving", CommonName: "strata-webhook", DNSNames: []string{"localhost", "strata-webhook.strata-system.svc"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true}},
 		{&s.kubeletServing, pki.Cert{Name: "kubelet-serving", CommonName: "system:node:" + c.NodeName, DNSNames: []string{c.NodeName, "localhost"}, IPs: []net.IP{c.AdvertiseAddress, net.IPv4(127, 0, 0, 1)}, Server: true}},
 	}
 	for _, i := range issue {

@@ -4,12 +4,14 @@ package server
 
 import (
 	"fmt"
-
-	"github.com/strata-dev/strata/pkg/controlplane"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/controlplane"
 )
 
 // Config is `strata server`'s configuration; flags map onto it one to one.
@@ -33,6 +35,15 @@ type Config struct {
 	TLSSANs       []string
 	// PodSecurity is the Pod Security level for namespaces without labels.
 	PodSecurity string
+	// WebhookPort is where the admission webhooks listen, on loopback.
+	WebhookPort int
+	// UnmatchedImages is deny, warn or allow: images no ClusterImagePolicy
+	// covers.
+	UnmatchedImages string
+	// ImageVerifyTimeout bounds the registry work of one admission.
+	ImageVerifyTimeout time.Duration
+	// ImageCacheTTL is how long a verified digest is remembered.
+	ImageCacheTTL time.Duration
 	// Verbosity is klog's -v for the components' log file.
 	Verbosity int
 
@@ -57,7 +68,12 @@ func Defaults() Config {
 		NodeName:      host,
 		Bridge:        "strata0",
 		PodSecurity:   "restricted",
-		Out:           os.Stderr,
+		WebhookPort:   9443,
+
+		UnmatchedImages:    string(imagepolicy.UnmatchedDeny),
+		ImageVerifyTimeout: imagepolicy.DefaultOptions().Timeout,
+		ImageCacheTTL:      imagepolicy.DefaultOptions().CacheTTL,
+		Out:                os.Stderr,
 	}
 }
 
@@ -78,7 +94,7 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		flag string
 		v    int
-	}{{"--https-port", c.APIPort}, {"--etcd-port", c.EtcdPort}, {"--registry-port", c.RegistryPort}, {"--kubelet-port", c.KubeletPort}, {"--dns-port", c.DNSPort}} {
+	}{{"--https-port", c.APIPort}, {"--etcd-port", c.EtcdPort}, {"--registry-port", c.RegistryPort}, {"--kubelet-port", c.KubeletPort}, {"--dns-port", c.DNSPort}, {"--webhook-port", c.WebhookPort}} {
 		if p.v < 1 || p.v > 65535 {
 			return fmt.Errorf("%s %d is out of range: use a port from 1 to 65535", p.flag, p.v)
 		}
@@ -91,6 +107,15 @@ func (c *Config) Validate() error {
 	}
 	if err := controlplane.ValidatePodSecurityLevel(c.PodSecurity); err != nil {
 		return err
+	}
+	if _, err := imagepolicy.ParseUnmatched(c.UnmatchedImages); err != nil {
+		return fmt.Errorf("--%w", err)
+	}
+	if max := imagepolicy.TimeoutSeconds * time.Second; c.ImageVerifyTimeout <= 0 || c.ImageVerifyTimeout >= max {
+		return fmt.Errorf("--image-verify-timeout %s: use a duration above 0 and below the webhook timeout of %s, e.g. 5s", c.ImageVerifyTimeout, max)
+	}
+	if c.ImageCacheTTL < 0 {
+		return fmt.Errorf("--image-cache-ttl %s is negative: use 0 to disable the cache, or e.g. 5m", c.ImageCacheTTL)
 	}
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")

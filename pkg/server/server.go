@@ -12,14 +12,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/dns"
 	"github.com/strata-dev/strata/pkg/node"
 	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/signing"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 )
@@ -76,6 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdPort)), "etcd client", "--etcd-port"},
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdPort+1)), "etcd peer", "--etcd-port"},
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.RegistryPort)), "OCI registry", "--registry-port"},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.WebhookPort)), "admission webhooks", "--webhook-port"},
 	}
 	if !cfg.DisableAgent {
 		ports = append(ports,
@@ -132,6 +136,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)
 	}
+	signer, signingPub, err := ensureSigningKey(&cfg)
+	if err != nil {
+		return err
+	}
 
 	// Deferred first so it runs last, after etcd and the registry are down.
 	defer say("stopped")
@@ -171,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 			RegistryHostsDir: cfg.path("containerd", "certs.d"),
 			LogFile:          cfg.path("logs", "containerd.log"),
 		}
-		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin) }()
+		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin, signer) }()
 	}
 
 	admin, err := waitAPI(ctx, cp.AdminKubeconfig(), fatal)
@@ -180,6 +188,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return shutdown(say, ctrd, &wg, err)
 	}
 	say("API server ready at https://127.0.0.1:%d", cfg.APIPort)
+
+	supervisorREST, err := restConfigFor(cp.SupervisorKubeconfig())
+	if err == nil {
+		err = startImagePolicy(runCtx, &cfg, cp, supervisorREST, signingPub)
+	}
+	if err != nil {
+		cancel()
+		return shutdown(say, ctrd, &wg, err)
+	}
+	say("image signature policy enforced (unmatched images: %s)", cfg.UnmatchedImages)
 
 	goRun("kube-controller-manager", func(ctx context.Context) error {
 		return controlplane.RunControllerManager(ctx, cp, nil)
@@ -276,7 +294,7 @@ func shutdown(say func(string, ...any), ctrd *node.Containerd, wg *sync.WaitGrou
 
 // prepareNode writes the CNI and registry configuration, starts containerd
 // and pushes the sandbox image into the embedded registry.
-func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Containerd, pauseBin string) error {
+func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Containerd, pauseBin string, signer signature.Signer) error {
 	if err := n.WriteCNIConfig(); err != nil {
 		return err
 	}
@@ -295,6 +313,11 @@ func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Cont
 	ref := fmt.Sprintf("127.0.0.1:%d/strata/pause:3.10", cfg.RegistryPort)
 	if _, err := registry.Push(img, ref); err != nil {
 		return fmt.Errorf("sandbox image: %w", err)
+	}
+	// System images are signed by the server's key, which the
+	// strata-system-images policy trusts.
+	if _, err := signing.Sign(ctx, ref, signer); err != nil {
+		return fmt.Errorf("sign sandbox image: %w", err)
 	}
 	return nil
 }
@@ -343,12 +366,20 @@ func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string
 }
 
 func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := restConfigFor(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+func restConfigFor(kubeconfig string) (*rest.Config, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", kubeconfig, err)
 	}
 	rc.QPS, rc.Burst = 50, 100
-	return kubernetes.NewForConfig(rc)
+	return rc, nil
 }
 
 // findPause locates strata-pause: the flag, next to the strata binary, or PATH.

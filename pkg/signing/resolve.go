@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,4 +39,15 @@ func resolveDigest(r name.Reference, opts []remote.Option) (name.Digest, error) 
 		return name.Digest{}, fmt.Errorf("image %s not found in the registry: %w", r, err)
 	}
 	return name.Digest{}, registryError(err, "resolve "+r.String())
+}
+
+// Resolve returns the digest that ref names in the registry now, e.g. so
+// an admission webhook can pin a tag to what it verified. ctx bounds the
+// registry requests; an outage is a RegistryUnreachableError.
+func Resolve(ctx context.Context, ref string, opts ...remote.Option) (name.Digest, error) {
+	r, err := parseRef(ref)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return resolveDigest(r, withContext(ctx, opts))
 }

@@ -1,0 +1,292 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
+
+	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
+	"github.com/strata-dev/strata/config/crd"
+	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/controlplane"
+	imagepolicyctrl "github.com/strata-dev/strata/pkg/controllers/imagepolicy"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/signing"
+)
+
+// SystemNamespace holds Strata's own objects.
+const SystemNamespace = "strata-system"
+
+// Names of what the server creates for image verification.
+const (
+	signingKeySecret    = "image-signing-key"
+	systemImagePolicy   = "strata-system-images"
+	signingKeyPublicKey = "cosign.pub"
+)
+
+// SigningKeyFiles are the server's image signing key pair and the file
+// holding the private key's password, under DATA/signing.
+func (c *Config) SigningKeyFiles() (privateKey, publicKey, password string) {
+	dir := c.path("signing")
+	return filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub"), filepath.Join(dir, "cosign.password")
+}
+
+// ensureSigningKey loads the server's signing key, creating it on first
+// start. The private key is encrypted like cosign's, with a random password
+// kept beside it (mode 0600) so that `strata image sign --cluster-key` and
+// cosign (COSIGN_PASSWORD=$(cat cosign.password)) can both use it.
+func ensureSigningKey(cfg *Config) (signature.Signer, []byte, error) {
+	keyFile, pubFile, pwFile := cfg.SigningKeyFiles()
+	if !fileutil.Exists(keyFile) {
+		if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("signing key: %w", err)
+		}
+		raw := make([]byte, 24)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, nil, fmt.Errorf("signing key password: %w", err)
+		}
+		if err := fileutil.WriteAtomic(pwFile, []byte(hex.EncodeToString(raw)), 0o600); err != nil {
+			return nil, nil, err
+		}
+		kp, err := signing.GenerateKeyPair([]byte(hex.EncodeToString(raw)))
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, _, err := signing.WriteKeyPair(kp, filepath.Join(filepath.Dir(keyFile), "cosign"), true); err != nil {
+			return nil, nil, fmt.Errorf("signing key: %w", err)
+		}
+	}
+	password, err := signing.ReadPassword(pwFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing key: %w", err)
+	}
+	signer, err := signing.LoadPrivateKey(keyFile, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing key: %w", err)
+	}
+	pub, err := os.ReadFile(pubFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing key: %w", err)
+	}
+	return signer, pub, nil
+}
+
+// securityScheme knows the types the security manager reads and writes.
+func securityScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, securityv1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startImagePolicy installs the ClusterImagePolicy CRD and the system
+// policy, starts the webhook and the policy controller, and registers the
+// webhooks with the API server once they answer. It returns when admission
+// is enforced, so nothing the caller starts afterwards (the controller
+// manager creating pods, for one) slips past it.
+func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config, rc *rest.Config, publicKey []byte) error {
+	scheme, err := securityScheme()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("image policy client: %w", err)
+	}
+	if err := installCRDs(ctx, c); err != nil {
+		return err
+	}
+	if err := ensureSystemPolicy(ctx, c, cfg, publicKey); err != nil {
+		return err
+	}
+
+	// controller-runtime keeps one process-wide logger.
+	ctrl.SetLogger(klog.NewKlogr().WithName("image-policy"))
+	cert := cp.WebhookServingCert()
+	mgr, err := ctrl.NewManager(rc, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:     "127.0.0.1",
+			Port:     cfg.WebhookPort,
+			CertDir:  filepath.Dir(cert.CertFile),
+			CertName: filepath.Base(cert.CertFile),
+			KeyName:  filepath.Base(cert.KeyFile),
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("image policy manager: %w", err)
+	}
+	unmatched, _ := imagepolicy.ParseUnmatched(cfg.UnmatchedImages) // checked by Validate
+	opts := imagepolicy.DefaultOptions()
+	opts.Unmatched, opts.Timeout, opts.CacheTTL = unmatched, cfg.ImageVerifyTimeout, cfg.ImageCacheTTL
+	imagepolicy.Setup(mgr, opts)
+	rec := &imagepolicyctrl.Reconciler{Client: mgr.GetClient(), Secrets: imagepolicy.SecretReader{Reader: mgr.GetAPIReader()}, Resync: opts.SecretTTL}
+	if err := rec.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("image policy controller: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- mgr.Start(ctx) }()
+
+	// Register only once the webhook serves from a synced cache: the
+	// webhooks fail closed, so registering early would refuse pods.
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-errc:
+			return false, fmt.Errorf("image policy manager: %w", err)
+		default:
+		}
+		req, _ := http.NewRequest(http.MethodGet, "/", nil)
+		if mgr.GetWebhookServer().StartedChecker()(req) != nil {
+			return false, nil
+		}
+		return mgr.GetCache().WaitForCacheSync(ctx), nil
+	})
+	if err != nil {
+		return fmt.Errorf("image policy webhook did not start: %w", err)
+	}
+	caPEM, err := os.ReadFile(cp.CAFile())
+	if err != nil {
+		return fmt.Errorf("read cluster CA: %w", err)
+	}
+	mutating, validating := imagepolicy.Configurations(func(path string) admissionregistrationv1.WebhookClientConfig {
+		url := fmt.Sprintf("https://127.0.0.1:%d%s", cfg.WebhookPort, path)
+		return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+	})
+	for _, obj := range []client.Object{mutating, validating} {
+		if err := apply(ctx, c, obj); err != nil {
+			return fmt.Errorf("register webhook %s: %w", obj.GetName(), err)
+		}
+	}
+	// Keep reporting a manager that dies later.
+	go func() {
+		if err := <-errc; err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Image policy manager stopped")
+		}
+	}()
+	return nil
+}
+
+// installCRDs creates or updates every CRD in config/crd and waits until
+// the API server serves them.
+func installCRDs(ctx context.Context, c client.Client) error {
+	files, err := fs.Glob(crd.Files, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := crd.Files.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		want := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, want); err != nil {
+			return fmt.Errorf("CRD %s: %w", f, err)
+		}
+		if err := apply(ctx, c, want); err != nil {
+			return fmt.Errorf("install CRD %s: %w", want.Name, err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var got apiextensionsv1.CustomResourceDefinition
+			if err := c.Get(ctx, client.ObjectKey{Name: want.Name}, &got); err != nil {
+				return false, nil
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", want.Name, err)
+		}
+	}
+	return nil
+}
+
+// ensureSystemPolicy publishes the server's public key and the policy
+// that covers Strata's own images. The key Secret always follows the key on
+// disk; the policy is created once, so an administrator's edits stay.
+func ensureSystemPolicy(ctx context.Context, c client.Client, cfg *Config, publicKey []byte) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: signingKeySecret}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, c, secret, func() error {
+		secret.Data = map[string][]byte{signingKeyPublicKey: publicKey}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("publish signing key: %w", err)
+	}
+	policy := &securityv1.ClusterImagePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: systemImagePolicy},
+		Spec: securityv1.ClusterImagePolicySpec{
+			Images: []securityv1.ImagePattern{
+				{Glob: fmt.Sprintf("localhost:%d/strata/**", cfg.RegistryPort)},
+				{Glob: fmt.Sprintf("127.0.0.1:%d/strata/**", cfg.RegistryPort)},
+			},
+			Authorities: []securityv1.Authority{{
+				Name: "strata-server",
+				Key: securityv1.KeySource{SecretRef: &securityv1.SecretKeyReference{
+					Namespace: SystemNamespace, Name: signingKeySecret, Key: signingKeyPublicKey,
+				}},
+			}},
+			Mode: securityv1.ModeEnforce,
+		},
+	}
+	// Get first: on a restart the policy webhook is registered but not yet
+	// serving, so a Create would fail closed instead of finding the policy.
+	err := c.Get(ctx, client.ObjectKeyFromObject(policy), &securityv1.ClusterImagePolicy{})
+	if apierrors.IsNotFound(err) {
+		err = c.Create(ctx, policy)
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterImagePolicy %s: %w", systemImagePolicy, err)
+	}
+	return nil
+}
+
+// apply creates obj or replaces the spec of the existing object with it,
+// keeping the existing object's metadata such as resourceVersion.
+func apply(ctx context.Context, c client.Client, obj client.Object) error {
+	existing := obj.DeepCopyObject().(client.Object)
+	err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		return c.Create(ctx, obj)
+	case err != nil:
+		return err
+	}
+	obj.SetResourceVersion(existing.GetResourceVersion())
+	return c.Update(ctx, obj)
+}
