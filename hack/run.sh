@@ -22,6 +22,9 @@ done
 cat "$DATA_DIR/server.out"
 echo "run: building the hello image and pushing it to the embedded registry"
 "$STRATA" image build --binary "$BIN/hello" --port 8080 --user 65532 -t localhost:5000/hello:v1 --push
+echo "run: signing it with the cluster key; examples/image-policy.yaml lets signed images of the embedded registry run"
+"$STRATA" image sign --cluster-key --data-dir "$DATA_DIR" localhost:5000/hello:v1
+kubectl apply -f examples/image-policy.yaml
 echo "run: deploying examples/hello"
 kubectl apply -f examples/hello/deploy.yaml
 kubectl rollout status deployment/hello --timeout=120s

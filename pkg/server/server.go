@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 	admin, err := waitAPI(ctx, cp.AdminKubeconfig(), fatal)
 	if err != nil {
 		cancel()
-		return shutdown(say, ctrd, &wg, err)
+		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 	}
 	say("API server ready at https://127.0.0.1:%d", cfg.APIPort)
 
@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err != nil {
 		cancel()
-		return shutdown(say, ctrd, &wg, err)
+		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 	}
 	say("image signature policy enforced (unmatched images: %s)", cfg.UnmatchedImages)
 
@@ -209,14 +209,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.DisableAgent {
 		if err := <-nodeReady; err != nil {
 			cancel()
-			return shutdown(say, ctrd, &wg, err)
+			return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 		}
 		say("containerd ready; sandbox image %s", cfg.PauseImage())
 		dnsIP, _ := cp.DNSServiceIP()
 		supervisor, err := clientFor(cp.SupervisorKubeconfig())
 		if err != nil {
 			cancel()
-			return shutdown(say, ctrd, &wg, err)
+			return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 		}
 		clusterDNS := &dns.Server{
 			ListenIP: nodeIP, Port: cfg.DNSPort, ServiceIP: dnsIP, Domain: cfg.ClusterDomain,
@@ -224,7 +224,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		if err := clusterDNS.Start(runCtx); err != nil {
 			cancel()
-			return shutdown(say, ctrd, &wg, err)
+			return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 		}
 		goRun("kubelet", func(ctx context.Context) error {
 			return node.RunKubelet(ctx, &node.KubeletConfig{
@@ -264,12 +264,12 @@ func Run(ctx context.Context, cfg Config) error {
 		runErr = fmt.Errorf("etcd: %w", err)
 	}
 	cancel()
-	return shutdown(say, ctrd, &wg, runErr)
+	return shutdown(say, ctrd, cfg.path("kubelet"), &wg, runErr)
 }
 
 // shutdown stops pods and containerd after the components' context is
 // cancelled, so no container or shim outlives the server.
-func shutdown(say func(string, ...any), ctrd *node.Containerd, wg *sync.WaitGroup, runErr error) error {
+func shutdown(say func(string, ...any), ctrd *node.Containerd, kubeletDir string, wg *sync.WaitGroup, runErr error) error {
 	if ctrd != nil {
 		say("stopping pods and containerd")
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -288,6 +288,12 @@ func shutdown(say func(string, ...any), ctrd *node.Containerd, wg *sync.WaitGrou
 	case <-time.After(3 * time.Second):
 		klog.InfoS("Some components did not return within 3s of shutdown; exiting anyway")
 	}
+	if ctrd != nil {
+		// After the kubelet returned, so it does not mount anything again.
+		if err := node.UnmountAll(kubeletDir); err != nil {
+			klog.ErrorS(err, "Unmount kubelet volumes")
+		}
+	}
 	say("stopping etcd")
 	return runErr
 }
@@ -299,8 +305,11 @@ func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Cont
 		return err
 	}
 	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
-	if err := registry.WriteContainerdHosts(c.RegistryHostsDir, cfg.RegistryHost(), regURL); err != nil {
-		return err
+	// Images may name the registry localhost:PORT or 127.0.0.1:PORT.
+	for _, host := range []string{cfg.RegistryHost(), fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort)} {
+		if err := registry.WriteContainerdHosts(c.RegistryHostsDir, host, regURL); err != nil {
+			return err
+		}
 	}
 	if err := c.Start(ctx, cfg.path("containerd", "config.toml")); err != nil {
 		return err

@@ -50,8 +50,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e: stop shared server:", err)
 			code = 1
 		}
-		if leaks := shared.leakedProcesses(); len(leaks) > 0 {
-			fmt.Fprintf(os.Stderr, "e2e: processes left after the server stopped:\n  %s\n", strings.Join(leaks, "\n  "))
+		if leaks := shared.leftovers(); len(leaks) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: left behind after the server stopped:\n  %s\n", strings.Join(leaks, "\n  "))
 			code = 1
 		}
 		if code == 0 {
@@ -105,6 +105,9 @@ func cluster(t *testing.T) *server {
 		if err := shared.start(); err != nil {
 			t.Fatalf("start strata server: %v", err)
 		}
+		// The demo's policy, as make run applies it: images in the
+		// embedded registry signed with the cluster key may run.
+		shared.mustKubectl(t, "apply", "-f", "../../examples/image-policy.yaml")
 	}
 	return shared
 }
@@ -137,7 +140,13 @@ func (s *server) start(extra ...string) error {
 				return false, err
 			}
 		}
-		return s.nodeReadySince(ctx, time.Now().Add(-2*time.Minute)), nil
+		if !s.nodeReadySince(ctx, time.Now().Add(-2*time.Minute)) {
+			return false, nil
+		}
+		// Pods can be created once the controller manager made the
+		// namespace's service account.
+		_, err := s.client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
 	})
 	if err != nil {
 		return fmt.Errorf("%w\nserver output:\n%s", err, s.out.String())
@@ -196,10 +205,18 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-// leakedProcesses lists processes that belong to this server's containerd
-// (containerd itself, shims and their containers) or to its data dir.
-func (s *server) leakedProcesses() []string {
+// leftovers lists what a stopped server must not leave behind: processes
+// of its containerd (containerd itself, shims and their containers) or of
+// its data dir, and mounts under the data dir.
+func (s *server) leftovers() []string {
 	var leaks []string
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") {
+				leaks = append(leaks, "mount "+f[4])
+			}
+		}
+	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid := e.Name()
@@ -224,14 +241,29 @@ func (s *server) leakedProcesses() []string {
 	return leaks
 }
 
-// pushImage builds an image from one of our static binaries and pushes it
-// to the server's registry.
+// pushImage builds an image from one of our static binaries, pushes it to
+// the shared server's registry and signs it with the cluster key, as a
+// developer following the README does.
 func pushImage(t *testing.T, binary, ref string, extra ...string) {
 	t.Helper()
-	args := append([]string{"image", "build", "--binary", bin(binary), "-t", ref, "--push"}, extra...)
-	if out, err := exec.Command(bin("strata"), args...).CombinedOutput(); err != nil {
+	pushUnsignedImage(t, binary, ref, extra...)
+	strata(t, "image", "sign", "--cluster-key", "--data-dir", shared.dataDir, ref)
+}
+
+// pushUnsignedImage builds and pushes an image without signing it.
+func pushUnsignedImage(t *testing.T, binary, ref string, extra ...string) {
+	t.Helper()
+	strata(t, append([]string{"image", "build", "--binary", bin(binary), "-t", ref, "--push"}, extra...)...)
+}
+
+// strata runs the CLI and fails the test if it fails.
+func strata(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin("strata"), args...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("strata %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	return string(out)
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {

@@ -104,8 +104,8 @@ func TestRestartKeepsState(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if leaks := s.leakedProcesses(); len(leaks) > 0 {
-		t.Fatalf("processes left after SIGTERM:\n%s", strings.Join(leaks, "\n"))
+	if leaks := s.leftovers(); len(leaks) > 0 {
+		t.Fatalf("left behind after SIGTERM:\n%s", strings.Join(leaks, "\n"))
 	}
 	restarted := time.Now()
 	if err := s.start(); err != nil {
@@ -279,6 +279,10 @@ func TestBadInput(t *testing.T) {
 		{name: "containerd missing", args: []string{"--containerd", "/nonexistent/containerd"},
 			want: []string{"containerd not found", "apt-get install containerd", "--containerd"}},
 		{name: "bad CIDR", args: []string{"--cluster-cidr", "10.88.0.0/99"}, want: []string{"--cluster-cidr", "not an IPv4 CIDR"}},
+		{name: "webhook port taken", setup: occupy(t, "127.0.0.1:9443"),
+			want: []string{"port 9443 (admission webhooks, tcp) is already in use", "--webhook-port"}},
+		{name: "bad unmatched-images", args: []string{"--unmatched-images", "maybe"}, want: []string{`--unmatched-images "maybe"`, "deny, warn or allow"}},
+		{name: "verify timeout above the webhook's", args: []string{"--image-verify-timeout", "30s"}, want: []string{"--image-verify-timeout 30s", "below the webhook timeout of 10s"}},
 		{name: "bad pod security level", args: []string{"--pod-security", "strict"}, want: []string{"--pod-security \"strict\"", "restricted, baseline, privileged"}},
 	}
 	for _, tc := range cases {
@@ -305,7 +309,7 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 			probe := &server{dataDir: dataDir}
-			if leaks := probe.leakedProcesses(); len(leaks) > 0 {
+			if leaks := probe.leftovers(); len(leaks) > 0 {
 				t.Errorf("left processes behind:\n%s", strings.Join(leaks, "\n"))
 			}
 		})

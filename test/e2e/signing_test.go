@@ -10,7 +10,6 @@ import (
 
 // The signing CLI against the server's embedded registry: keys, sign,
 // verify, key rotation, and a re-pushed tag that no longer verifies.
-// (Admission-time verification is not built yet; see the security issue.)
 func TestImageSignAndVerify(t *testing.T) {
 	cluster(t)
 	dir := t.TempDir()
@@ -36,7 +35,7 @@ func TestImageSignAndVerify(t *testing.T) {
 	}
 
 	ref := "localhost:5000/signed/hello:v1"
-	pushImage(t, "hello", ref, "--port", "8080")
+	pushUnsignedImage(t, "hello", ref, "--port", "8080")
 	if out, err := strata("image", "verify", "--key", "a.pub", ref); err == nil || !strings.Contains(out, "no signatures found") {
 		t.Fatalf("unsigned image verified or unclear error (%v):\n%s", err, out)
 	}
@@ -56,7 +55,7 @@ func TestImageSignAndVerify(t *testing.T) {
 	}
 
 	// Another image pushed under the signed tag must not verify.
-	pushImage(t, "netcheck", ref)
+	pushUnsignedImage(t, "netcheck", ref)
 	if out, err := strata("image", "verify", "--key", "a.pub", ref); err == nil {
 		t.Fatalf("re-pushed tag still verifies:\n%s", out)
 	}
