@@ -32,8 +32,8 @@ import (
 	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
 	"github.com/strata-dev/strata/config/crd"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
-	"github.com/strata-dev/strata/pkg/controlplane"
 	imagepolicyctrl "github.com/strata-dev/strata/pkg/controllers/imagepolicy"
+	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/signing"
 )
