@@ -18,7 +18,7 @@ LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VE
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup clean
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission generate clean
 
 all: build
 
@@ -42,7 +42,7 @@ stop:
 
 vet:
 	$(GO) vet ./...
-	@out=$$(gofmt -l cmd pkg examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@out=$$(gofmt -l api config cmd pkg examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 test-unit:
 	$(GO) test ./cmd/... ./pkg/... ./examples/...
@@ -55,5 +55,13 @@ test: deps build vet test-unit test-e2e
 bench-startup: build
 	$(GO) run ./bench/startup --bin $(BIN) --runs 5
 
+bench-admission: build
+	$(GO) run ./bench/admission --bin $(BIN) --n 200 --runs 3
+
 clean:
 	rm -rf $(BIN)
+
+# Regenerates deepcopy functions and CRD manifests from api/ (kubebuilder markers).
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=config/crd

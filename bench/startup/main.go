@@ -12,13 +12,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/strata-dev/strata/bench/internal/benchutil"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -102,7 +101,7 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 	if err := cmd.Start(); err != nil {
 		return s, err
 	}
-	defer stop(cmd)
+	defer benchutil.Stop(cmd)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -185,18 +184,6 @@ func waitClient(ctx context.Context, kubeconfig string) (kubernetes.Interface, e
 	}
 }
 
-func stop(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(90 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
 // peakRSS is VmHWM from /proc, in MB.
 func peakRSS(pid int) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -244,7 +231,7 @@ func durStat(ss []sample, f func(sample) time.Duration) string {
 	for i, s := range ss {
 		v[i] = f(s).Seconds()
 	}
-	med, lo, hi := stats(v)
+	med, lo, hi := benchutil.Stats(v)
 	return fmt.Sprintf("%.2f s [%.2f-%.2f]", med, lo, hi)
 }
 
@@ -253,22 +240,8 @@ func mbStat(ss []sample, f func(sample) float64) string {
 	for i, s := range ss {
 		v[i] = f(s)
 	}
-	med, lo, hi := stats(v)
+	med, lo, hi := benchutil.Stats(v)
 	return fmt.Sprintf("%.0f MB [%.0f-%.0f]", med, lo, hi)
-}
-
-func stats(v []float64) (med, lo, hi float64) {
-	if len(v) == 0 {
-		return 0, 0, 0
-	}
-	sort.Float64s(v)
-	n := len(v)
-	if n%2 == 1 {
-		med = v[n/2]
-	} else {
-		med = (v[n/2-1] + v[n/2]) / 2
-	}
-	return med, v[0], v[n-1]
 }
 
 func fail(format string, args ...any) {

@@ -5,36 +5,26 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/yaml"
 
 	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
-	"github.com/strata-dev/strata/config/crd"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
-	imagepolicyctrl "github.com/strata-dev/strata/pkg/controllers/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/security"
 	"github.com/strata-dev/strata/pkg/signing"
 )
 
@@ -95,24 +85,13 @@ func ensureSigningKey(cfg *Config) (signature.Signer, []byte, error) {
 	return signer, pub, nil
 }
 
-// securityScheme knows the types the security manager reads and writes.
-func securityScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, securityv1.AddToScheme} {
-		if err := add(s); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
-
 // startImagePolicy installs the ClusterImagePolicy CRD and the system
 // policy, starts the webhook and the policy controller, and registers the
 // webhooks with the API server once they answer. It returns when admission
 // is enforced, so nothing the caller starts afterwards (the controller
 // manager creating pods, for one) slips past it.
 func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config, rc *rest.Config, publicKey []byte) error {
-	scheme, err := securityScheme()
+	scheme, err := security.Scheme()
 	if err != nil {
 		return err
 	}
@@ -120,7 +99,7 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 	if err != nil {
 		return fmt.Errorf("image policy client: %w", err)
 	}
-	if err := installCRDs(ctx, c); err != nil {
+	if err := security.InstallCRDs(ctx, c); err != nil {
 		return err
 	}
 	if err := ensureSystemPolicy(ctx, c, cfg, publicKey); err != nil {
@@ -129,62 +108,37 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 
 	// controller-runtime keeps one process-wide logger.
 	ctrl.SetLogger(klog.NewKlogr().WithName("image-policy"))
-	cert := cp.WebhookServingCert()
-	mgr, err := ctrl.NewManager(rc, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host:     "127.0.0.1",
-			Port:     cfg.WebhookPort,
-			CertDir:  filepath.Dir(cert.CertFile),
-			CertName: filepath.Base(cert.CertFile),
-			KeyName:  filepath.Base(cert.KeyFile),
-		}),
-	})
-	if err != nil {
-		return fmt.Errorf("image policy manager: %w", err)
-	}
 	unmatched, _ := imagepolicy.ParseUnmatched(cfg.UnmatchedImages) // checked by Validate
 	opts := imagepolicy.DefaultOptions()
 	opts.Unmatched, opts.Timeout, opts.CacheTTL = unmatched, cfg.ImageVerifyTimeout, cfg.ImageCacheTTL
-	imagepolicy.Setup(mgr, opts)
-	rec := &imagepolicyctrl.Reconciler{Client: mgr.GetClient(), Secrets: imagepolicy.SecretReader{Reader: mgr.GetAPIReader()}, Resync: opts.SecretTTL}
-	if err := rec.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("image policy controller: %w", err)
+	cert := cp.WebhookServingCert()
+	mgr, err := security.NewManager(rc, webhook.Options{
+		Host:     "127.0.0.1",
+		Port:     cfg.WebhookPort,
+		CertDir:  filepath.Dir(cert.CertFile),
+		CertName: filepath.Base(cert.CertFile),
+		KeyName:  filepath.Base(cert.KeyFile),
+	}, opts)
+	if err != nil {
+		return err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- mgr.Start(ctx) }()
-
 	// Register only once the webhook serves from a synced cache: the
 	// webhooks fail closed, so registering early would refuse pods.
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		select {
-		case err := <-errc:
-			return false, fmt.Errorf("image policy manager: %w", err)
-		default:
-		}
-		req, _ := http.NewRequest(http.MethodGet, "/", nil)
-		if mgr.GetWebhookServer().StartedChecker()(req) != nil {
-			return false, nil
-		}
-		return mgr.GetCache().WaitForCacheSync(ctx), nil
-	})
-	if err != nil {
-		return fmt.Errorf("image policy webhook did not start: %w", err)
+	if err := security.WaitServing(ctx, mgr, errc); err != nil {
+		return err
 	}
 	caPEM, err := os.ReadFile(cp.CAFile())
 	if err != nil {
 		return fmt.Errorf("read cluster CA: %w", err)
 	}
-	mutating, validating := imagepolicy.Configurations(func(path string) admissionregistrationv1.WebhookClientConfig {
+	err = security.RegisterWebhooks(ctx, c, func(path string) admissionregistrationv1.WebhookClientConfig {
 		url := fmt.Sprintf("https://127.0.0.1:%d%s", cfg.WebhookPort, path)
 		return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 	})
-	for _, obj := range []client.Object{mutating, validating} {
-		if err := apply(ctx, c, obj); err != nil {
-			return fmt.Errorf("register webhook %s: %w", obj.GetName(), err)
-		}
+	if err != nil {
+		return err
 	}
 	// Keep reporting a manager that dies later.
 	go func() {
@@ -192,44 +146,6 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 			klog.ErrorS(err, "Image policy manager stopped")
 		}
 	}()
-	return nil
-}
-
-// installCRDs creates or updates every CRD in config/crd and waits until
-// the API server serves them.
-func installCRDs(ctx context.Context, c client.Client) error {
-	files, err := fs.Glob(crd.Files, "*.yaml")
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		data, err := crd.Files.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		want := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, want); err != nil {
-			return fmt.Errorf("CRD %s: %w", f, err)
-		}
-		if err := apply(ctx, c, want); err != nil {
-			return fmt.Errorf("install CRD %s: %w", want.Name, err)
-		}
-		err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			var got apiextensionsv1.CustomResourceDefinition
-			if err := c.Get(ctx, client.ObjectKey{Name: want.Name}, &got); err != nil {
-				return false, nil
-			}
-			for _, cond := range got.Status.Conditions {
-				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("CRD %s not established: %w", want.Name, err)
-		}
-	}
 	return nil
 }
 
@@ -274,19 +190,4 @@ func ensureSystemPolicy(ctx context.Context, c client.Client, cfg *Config, publi
 		return fmt.Errorf("create ClusterImagePolicy %s: %w", systemImagePolicy, err)
 	}
 	return nil
-}
-
-// apply creates obj or replaces the spec of the existing object with it,
-// keeping the existing object's metadata such as resourceVersion.
-func apply(ctx context.Context, c client.Client, obj client.Object) error {
-	existing := obj.DeepCopyObject().(client.Object)
-	err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
-	switch {
-	case apierrors.IsNotFound(err):
-		return c.Create(ctx, obj)
-	case err != nil:
-		return err
-	}
-	obj.SetResourceVersion(existing.GetResourceVersion())
-	return c.Update(ctx, obj)
 }

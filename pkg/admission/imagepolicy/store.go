@@ -37,7 +37,8 @@ type compiled struct {
 // Policies returns every policy, compiled, sorted by name.
 func (s *Store) Policies(ctx context.Context) ([]*Policy, error) {
 	var list securityv1.ClusterImagePolicyList
-	if err := s.Reader.List(ctx, &list); err != nil {
+	// Read-only use: skip the cache's deep copy of every policy.
+	if err := s.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list ClusterImagePolicies: %w", err)
 	}
 	s.mu.Lock()

@@ -34,6 +34,11 @@ type Verifier struct {
 // NewVerifier returns a Verifier caching up to size successes for ttl.
 // opts go to go-containerregistry (transport, auth, user agent).
 func NewVerifier(size int, ttl time.Duration, opts ...remote.Option) *Verifier {
+	// One puller keeps each repository's transport, so a request does not
+	// ping the registry and negotiate auth again before every call.
+	if p, err := remote.NewPuller(opts...); err == nil {
+		opts = append(opts, remote.Reuse(p))
+	}
 	return &Verifier{cache: cache.NewLRUExpireCache(size), ttl: ttl, opts: opts}
 }
 

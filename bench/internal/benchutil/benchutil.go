@@ -1,0 +1,88 @@
+// Package benchutil holds what the benchmarks share: running a strata
+// server for the length of a benchmark, and summary statistics.
+package benchutil
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Stats returns the median, minimum and maximum of v (sorted in place).
+func Stats(v []float64) (med, lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	sort.Float64s(v)
+	n := len(v)
+	if n%2 == 1 {
+		med = v[n/2]
+	} else {
+		med = (v[n/2-1] + v[n/2]) / 2
+	}
+	return med, v[0], v[n-1]
+}
+
+// Percentile returns the p-th percentile (0-100, nearest rank) of v,
+// sorting v in place.
+func Percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	rank := int(math.Ceil(p/100*float64(len(v)))) - 1
+	return v[max(0, min(rank, len(v)-1))]
+}
+
+// Stop sends SIGTERM and waits up to 90 s before killing.
+func Stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// WaitRESTConfig waits for DATA/admin.kubeconfig to be readable.
+func WaitRESTConfig(ctx context.Context, dataDir string) (*rest.Config, error) {
+	kubeconfig := filepath.Join(dataDir, "admin.kubeconfig")
+	for {
+		if rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
+			return rc, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("no kubeconfig at %s", kubeconfig)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// StartServer runs `strata server` from binDir on dataDir, its output in
+// dataDir/server.out.
+func StartServer(binDir, dataDir string, args ...string) (*exec.Cmd, error) {
+	out, err := os.Create(filepath.Join(dataDir, "server.out"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(binDir, "strata"), append([]string{"server", "--data-dir", dataDir}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Start()
+	out.Close() // the child has its own copy
+	if err != nil {
+		return nil, fmt.Errorf("start strata server: %w", err)
+	}
+	return cmd, nil
+}
