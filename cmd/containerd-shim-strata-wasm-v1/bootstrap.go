@@ -144,6 +144,20 @@ func deleteBundle(f flags) error {
 	if err := unmountRootfs(filepath.Join(bundle, "rootfs")); err != nil {
 		klog.ErrorS(err, "Unmount rootfs", "bundle", bundle)
 	}
+	// A shim that died left its socket; one that answers is serving the
+	// pod's other containers and keeps it.
+	if spec, err := readSpec(bundle); err == nil {
+		group := f.id
+		if sb := spec.Annotations[annSandboxID]; sb != "" {
+			group = sb
+		}
+		sock := socketPath(f, group)
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+		} else {
+			_ = os.Remove(sock)
+		}
+	}
 	out, err := proto.Marshal(&taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.Now(),
 		ExitStatus: 128 + uint32(syscall.SIGKILL),

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -63,7 +64,7 @@ func newService(ns, ttrpcAddr string) (*service, error) {
 
 // run serves the task API until Shutdown finds no task left.
 func (s *service) run(ctx context.Context, l net.Listener) error {
-	srv, err := ttrpc.NewServer()
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(recoverPanics))
 	if err != nil {
 		return err
 	}
@@ -81,6 +82,18 @@ func (s *service) run(ctx context.Context, l net.Listener) error {
 	s.events.close()
 	_ = s.engine.Close(ctx)
 	return errNoContainers
+}
+
+// recoverPanics keeps one bad request from taking down the shim, and with
+// it every other container of the pod.
+func recoverPanics(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp interface{}, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			klog.ErrorS(nil, "Panic in task API call", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "shim panic in %s: %v", info.FullMethod, p)
+		}
+	}()
+	return method(ctx, unmarshal)
 }
 
 func (s *service) get(id string) (*task, error) {

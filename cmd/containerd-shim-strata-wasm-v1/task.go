@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,12 +92,12 @@ type task struct {
 	done   chan struct{}
 }
 
-func newTask(ctx context.Context, s *service, r *taskapi.CreateTaskRequest) (t *task, err error) {
+func newTask(ctx context.Context, s *service, r *taskapi.CreateTaskRequest) (_ *task, err error) {
 	spec, err := readSpec(r.Bundle)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	t = &task{s: s, id: r.ID, bundle: r.Bundle, spec: spec, pid: os.Getpid(),
+	t := &task{s: s, id: r.ID, bundle: r.Bundle, spec: spec, pid: os.Getpid(),
 		st: taskState{status: tasktypes.Status_CREATED}, done: make(chan struct{})}
 	t.netns = netnsPath(spec)
 	if spec.Annotations[annContainerType] == "sandbox" {
@@ -164,6 +165,10 @@ func newTask(ctx context.Context, s *service, r *taskapi.CreateTaskRequest) (t *
 		t.writeTerminationLog(err.Error())
 		return nil, status.Errorf(codes.FailedPrecondition, "%s: %v", spec.Process.Args[0], err)
 	}
+	// Compiling a large module (a Go one is megabytes) leaves hundreds of
+	// MB of garbage; hand it back now, not at the next GC cycles, so an
+	// idle pod's shim stays small.
+	debug.FreeOSMemory()
 	klog.InfoS("Compiled module", "id", r.ID, "module", spec.Process.Args[0], "digest", t.module.Digest, "duration", time.Since(start))
 
 	env := append([]string(nil), spec.Process.Env...)
@@ -224,7 +229,7 @@ func (t *task) start() error {
 			return status.Error(codes.Internal, err.Error())
 		}
 		t.listener = l
-		t.server = &http.Server{Handler: wasm.NewHandler(t.module, t.httpCfg), ReadHeaderTimeout: 10 * time.Second}
+		t.server = &http.Server{Handler: releaseWhenIdle(wasm.NewHandler(t.module, t.httpCfg)), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			err := t.server.Serve(l)
 			if errors.Is(err, http.ErrServerClosed) {
@@ -428,4 +433,31 @@ func duration(s string, def time.Duration) (time.Duration, error) {
 		return time.Duration(n) * time.Second, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// releaseWhenIdle returns the memory of finished instances to the OS once
+// no request has run for a moment. Each request's instance has its own
+// linear memory (megabytes for a Go module); without this an idle pod's
+// shim would keep its busiest moment's heap until Go's scavenger, slowly,
+// gives it back.
+func releaseWhenIdle(h http.Handler) http.Handler {
+	var mu sync.Mutex
+	inflight := 0
+	var timer *time.Timer
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inflight++
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if inflight--; inflight == 0 {
+				timer = time.AfterFunc(500*time.Millisecond, debug.FreeOSMemory)
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
