@@ -28,7 +28,24 @@ const (
 	// socketDirEnv overrides where shim sockets live (default, like runc's
 	// shim, /run/containerd/s).
 	socketDirEnv = "STRATA_WASM_SOCKET_DIR"
+	// scopeEnv=node makes one shim serve every wasm pod of the containerd
+	// namespace instead of one shim per pod: pods then share compiled
+	// modules and the shim's own memory, at the price of one process whose
+	// failure stops all of them.
+	scopeEnv = "STRATA_WASM_SHIM_SCOPE"
 )
+
+// group says which tasks share a shim: a pod's tasks (CRI's sandbox id),
+// or all of them in "node" scope.
+func group(f flags, spec *specs.Spec) string {
+	if os.Getenv(scopeEnv) == "node" {
+		return "node"
+	}
+	if sb := spec.Annotations[annSandboxID]; sb != "" {
+		return sb
+	}
+	return f.id
+}
 
 func readSpec(bundle string) (*specs.Spec, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
@@ -66,11 +83,7 @@ func start(f flags) error {
 	if err != nil {
 		return err
 	}
-	group := f.id
-	if sb := spec.Annotations[annSandboxID]; sb != "" {
-		group = sb
-	}
-	sock := socketPath(f, group)
+	sock := socketPath(f, group(f, spec))
 	addr := "unix://" + sock
 	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		c.Close()
@@ -147,11 +160,7 @@ func deleteBundle(f flags) error {
 	// A shim that died left its socket; one that answers is serving the
 	// pod's other containers and keeps it.
 	if spec, err := readSpec(bundle); err == nil {
-		group := f.id
-		if sb := spec.Annotations[annSandboxID]; sb != "" {
-			group = sb
-		}
-		sock := socketPath(f, group)
+		sock := socketPath(f, group(f, spec))
 		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 			c.Close()
 		} else {
@@ -188,8 +197,10 @@ func serve(f flags) error {
 		return errors.New("-namespace is required")
 	}
 	// containerd reads the "log" fifo in the bundle into its own log; the
-	// shim's stderr goes there (klog, and any panic).
-	if lf, err := os.OpenFile("log", os.O_RDWR, 0); err == nil {
+	// shim's stderr goes there (klog, and any panic). Non-blocking: once
+	// containerd stops reading (the first task is deleted), a full fifo
+	// must drop log lines, not hang the shim.
+	if lf, err := os.OpenFile("log", os.O_RDWR|syscall.O_NONBLOCK, 0); err == nil {
 		_ = syscall.Dup2(int(lf.Fd()), 2)
 		lf.Close()
 	}

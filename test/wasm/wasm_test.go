@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,6 +79,8 @@ type env struct {
 	img     runtimeapi.ImageServiceClient
 	images  map[string]string
 	logFile string
+	// nodeScope: one shim for all pods.
+	nodeScope bool
 }
 
 // trapModule's _start executes `unreachable`.
@@ -86,7 +89,7 @@ var trapModule = []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
 	0x07, 0x13, 0x02, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
 	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b}
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T, extraEnv ...string) *env {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (containerd, mounts, network namespaces)")
 	}
@@ -149,6 +152,8 @@ func setup(t *testing.T) *env {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"),
 		"STRATA_WASM_CACHE_DIR="+filepath.Join(dir, "cache"), "STRATA_WASM_SOCKET_DIR="+filepath.Join(dir, "s"))
+	cmd.Env = append(cmd.Env, extraEnv...)
+	e.nodeScope = slices.Contains(extraEnv, "STRATA_WASM_SHIM_SCOPE=node")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -487,7 +492,8 @@ func TestWasmPods(t *testing.T) {
 		// The idle pod's memory: its shim and its sandbox's pause process.
 		time.Sleep(2 * time.Second)
 		for pid, cmdline := range e.shimProcs() {
-			t.Logf("pid %d RSS %s PSS %s: %.60s", pid, procField(pid, "status", "VmRSS:"), procField(pid, "smaps_rollup", "Pss:"), cmdline)
+			t.Logf("pid %d RSS %s PSS %s (anon %s, file %s): %.60s", pid, procField(pid, "status", "VmRSS:"), procField(pid, "smaps_rollup", "Pss:"),
+				procField(pid, "smaps_rollup", "Pss_Anon:"), procField(pid, "smaps_rollup", "Pss_File:"), cmdline)
 		}
 		st, err := e.rt.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: s.id})
 		if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
@@ -504,7 +510,69 @@ func TestWasmPods(t *testing.T) {
 		}
 	})
 
-	t.Run("cleanup", func(t *testing.T) {
+	t.Run("scale", func(t *testing.T) { e.scaleHTTP(t, 5) })
+
+	t.Run("cleanup", func(t *testing.T) { e.checkCleanup(t) })
+}
+
+// TestWasmPodsNodeScope runs several pods on one shared shim.
+func TestWasmPodsNodeScope(t *testing.T) {
+	e := setup(t, "STRATA_WASM_SHIM_SCOPE=node")
+	t.Run("scale", func(t *testing.T) { e.scaleHTTP(t, 5) })
+	t.Run("cleanup", func(t *testing.T) { e.checkCleanup(t) })
+}
+
+// scaleHTTP starts n HTTP pods, checks each answers, and reports the
+// memory of all shim processes (shims and pauses) per pod and the
+// create+start latency with the module already in the compilation cache.
+func (e *env) scaleHTTP(t *testing.T, n int) {
+	var lat []time.Duration
+	var ips []string
+	before := e.shimProcs()
+	for i := 0; i < n; i++ {
+		p := e.runPod(fmt.Sprintf("scale-%d", i))
+		s, err := e.start(p, ctr{name: "web", image: "http", memory: 64 << 20})
+		if err != nil {
+			t.Fatalf("StartContainer: %v", err)
+		}
+		lat = append(lat, s.latency)
+		ips = append(ips, p.ip)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, ip := range ips {
+		resp, err := client.Get("http://" + ip + ":8080/healthz")
+		if err != nil {
+			t.Fatalf("GET %s: %v", ip, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d", ip, resp.StatusCode)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	// Only the processes these pods added (in node scope the shared shim
+	// is counted whole, though it may predate them).
+	var pss, rssSum, procs int
+	for pid := range e.shimProcs() {
+		if _, old := before[pid]; old && !e.nodeScope {
+			continue
+		}
+		procs++
+		pss += kb(procField(pid, "smaps_rollup", "Pss:"))
+		rssSum += kb(procField(pid, "status", "VmRSS:"))
+	}
+	t.Logf("%d idle HTTP pods: %d shim processes, PSS %d kB total, %d kB per pod (RSS sum %d kB); create+start latencies %v",
+		n, procs, pss, pss/n, rssSum, lat)
+}
+
+func kb(s string) int {
+	var n int
+	fmt.Sscan(strings.TrimSuffix(s, " kB"), &n)
+	return n
+}
+
+func (e *env) checkCleanup(t *testing.T) {
+	{
 		resp, err := e.rt.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
 		if err != nil {
 			t.Fatal(err)
@@ -537,7 +605,7 @@ func TestWasmPods(t *testing.T) {
 			}
 			return nil
 		})
-	})
+	}
 }
 
 func procField(pid int, file, field string) string {
