@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -359,4 +360,38 @@ func tarDir(root string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// Media types of the CNCF TAG Runtime wasm OCI artifact layout.
+const (
+	WasmConfigMediaType = "application/vnd.wasm.config.v0+json"
+	WasmLayerMediaType  = "application/wasm"
+)
+
+// BuildWasmArtifact packs a module the CNCF way: the module itself (not a
+// tar) as an application/wasm layer, with the wasm config media type.
+// containerd's CRI in 1.6 cannot unpack it into a root file system; see
+// pkg/wasm/README.md.
+func BuildWasmArtifact(module string) (v1.Image, error) {
+	if err := checkWasm(module); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(module)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", module, err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(data, WasmLayerMediaType))
+	if err != nil {
+		return nil, fmt.Errorf("wasm layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "wasip1", "wasm"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, err
+	}
+	return mutate.ConfigMediaType(img, WasmConfigMediaType), nil
 }

@@ -82,9 +82,24 @@ func goExamples(t testing.TB) (hello, httpMod []byte) {
 	return goModules.hello, goModules.http
 }
 
+// cacheDir is shared by the package's tests so that each Go example is
+// compiled once; TestMain removes it.
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasm-cache")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func newEngine(t testing.TB) *Engine {
 	t.Helper()
-	e, err := NewEngine(filepath.Join(os.TempDir(), "strata-wasm-test-cache"))
+	e, err := NewEngine(cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
