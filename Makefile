@@ -32,6 +32,9 @@ build:
 	$(STATIC) -o $(BIN)/strata-pause ./cmd/strata-pause
 	$(STATIC) -o $(BIN)/hello ./examples/hello
 	$(STATIC) -o $(BIN)/netcheck ./examples/netcheck
+	$(STATIC) -o $(BIN)/containerd-shim-strata-wasm-v1 ./cmd/containerd-shim-strata-wasm-v1
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-hello.wasm ./examples/wasm-hello
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-http.wasm ./examples/wasm-http
 
 run: deps build
 	@hack/run.sh "$(BIN)" "$(DATA_DIR)"

@@ -27,9 +27,10 @@ func newImageBuildCommand() *cobra.Command {
 		labels []string
 	)
 	cmd := &cobra.Command{
-		Use:   "build (--binary FILE | --dir DIR) -t NAME[:TAG] [-o image.tar] [--push]",
-		Short: "Build an image from a static binary or a directory",
+		Use:   "build (--binary FILE | --dir DIR | --wasm MODULE) -t NAME[:TAG] [-o image.tar] [--push]",
+		Short: "Build an image from a static binary, a directory or a WASI module",
 		Example: `  strata image build --binary bin/hello --port 8080 -t localhost:5000/hello:v1 --push
+  strata image build --wasm bin/wasm-http.wasm --http-port 8080 -t localhost:5000/wasm-http:v1 --push
   strata image build --dir ./site --entrypoint /bin/server -t localhost:5000/site:v1 -o site.tar`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -73,6 +74,8 @@ func newImageBuildCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&spec.Binary, "binary", "", "static executable to run (placed at /NAME unless --entrypoint says otherwise)")
 	f.StringVar(&spec.Dir, "dir", "", "directory that becomes the image's root file system")
+	f.StringVar(&spec.Wasm, "wasm", "", "WASI module (GOOS=wasip1 GOARCH=wasm) to run with runtimeClassName: wasm (placed at /NAME)")
+	f.IntVar(&spec.HTTPPort, "http-port", 0, "with --wasm: serve HTTP on this port, one module instance per request (CGI style)")
 	f.StringVar(&entry, "entrypoint", "", "program and arguments to run, e.g. \"/hello --verbose\"")
 	f.StringArrayVar(&spec.Cmd, "cmd", nil, "default arguments (repeatable)")
 	f.StringArrayVarP(&spec.Env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -27,7 +28,13 @@ type ImageSpec struct {
 	// Binary is a static executable placed at /<basename> (or Entrypoint[0]).
 	Binary string
 	// Dir is a directory whose contents become the image root.
-	Dir        string
+	Dir string
+	// Wasm is a WASI module placed at /<basename> (or Entrypoint[0]) and
+	// run by the wasm runtime class (containerd-shim-strata-wasm-v1).
+	Wasm string
+	// HTTPPort makes a Wasm image an HTTP handler served on this port: the
+	// shim reads it from the STRATA_WASM_HTTP_PORT environment variable.
+	HTTPPort   int
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
@@ -41,8 +48,22 @@ type ImageSpec struct {
 // Validate checks the spec before anything is read, with messages that say
 // how to fix it.
 func (s *ImageSpec) Validate() error {
-	if (s.Binary == "") == (s.Dir == "") {
-		return fmt.Errorf("give exactly one of --binary FILE or --dir DIR as the image content")
+	n := 0
+	for _, c := range []string{s.Binary, s.Dir, s.Wasm} {
+		if c != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("give exactly one of --binary FILE, --dir DIR or --wasm MODULE as the image content")
+	}
+	if s.HTTPPort != 0 && (s.Wasm == "" || s.HTTPPort < 1 || s.HTTPPort > 65535) {
+		return fmt.Errorf("--http-port %d: needs --wasm and a port from 1 to 65535", s.HTTPPort)
+	}
+	if s.Wasm != "" {
+		if err := checkWasm(s.Wasm); err != nil {
+			return err
+		}
 	}
 	if s.Binary != "" {
 		st, err := os.Stat(s.Binary)
@@ -104,6 +125,21 @@ func checkStaticELF(file string) error {
 	return nil
 }
 
+// checkWasm catches a wrong file before it becomes an image that fails at
+// container start.
+func checkWasm(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("wasm module %s: %w", file, err)
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("\x00asm")) {
+		return fmt.Errorf("%s is not a WebAssembly module (no \\0asm header): build it with GOOS=wasip1 GOARCH=wasm go build", file)
+	}
+	return nil
+}
+
 func normalizePort(p string) (string, error) {
 	port, proto, found := strings.Cut(p, "/")
 	if !found {
@@ -127,14 +163,14 @@ func Build(s ImageSpec) (v1.Image, error) {
 	var layerTar []byte
 	var err error
 	entry := s.Entrypoint
-	if s.Binary != "" {
-		target := "/" + filepath.Base(s.Binary)
+	if file := s.Binary + s.Wasm; file != "" {
+		target := "/" + filepath.Base(file)
 		if len(entry) > 0 {
 			target = entry[0]
 		} else {
 			entry = []string{target}
 		}
-		layerTar, err = tarFile(s.Binary, target)
+		layerTar, err = tarFile(file, target)
 	} else {
 		layerTar, err = tarDir(s.Dir)
 	}
@@ -163,6 +199,20 @@ func Build(s ImageSpec) (v1.Image, error) {
 	cf.Config.WorkingDir = s.WorkDir
 	cf.Config.User = s.User
 	cf.Config.Labels = s.Labels
+	if s.Wasm != "" {
+		// The platform stays linux/<arch>: containerd 1.6 pulls only images
+		// whose config matches the node, and the shim, not the platform,
+		// decides how to run it. The label is the ecosystem's marker for
+		// such "compat" wasm images (crun, WasmEdge, runwasi read it).
+		if cf.Config.Labels == nil {
+			cf.Config.Labels = map[string]string{}
+		}
+		cf.Config.Labels["module.wasm.image/variant"] = "compat"
+		if s.HTTPPort != 0 {
+			cf.Config.Env = append(cf.Config.Env, fmt.Sprintf("STRATA_WASM_HTTP_PORT=%d", s.HTTPPort))
+			s.Ports = append(s.Ports, fmt.Sprint(s.HTTPPort))
+		}
+	}
 	if len(s.Ports) > 0 {
 		cf.Config.ExposedPorts = map[string]struct{}{}
 		for _, p := range s.Ports {
@@ -310,4 +360,38 @@ func tarDir(root string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// Media types of the CNCF TAG Runtime wasm OCI artifact layout.
+const (
+	WasmConfigMediaType = "application/vnd.wasm.config.v0+json"
+	WasmLayerMediaType  = "application/wasm"
+)
+
+// BuildWasmArtifact packs a module the CNCF way: the module itself (not a
+// tar) as an application/wasm layer, with the wasm config media type.
+// containerd's CRI in 1.6 cannot unpack it into a root file system; see
+// pkg/wasm/README.md.
+func BuildWasmArtifact(module string) (v1.Image, error) {
+	if err := checkWasm(module); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(module)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", module, err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(data, WasmLayerMediaType))
+	if err != nil {
+		return nil, fmt.Errorf("wasm layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "wasip1", "wasm"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, err
+	}
+	return mutate.ConfigMediaType(img, WasmConfigMediaType), nil
 }

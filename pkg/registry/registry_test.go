@@ -5,6 +5,7 @@ import (
 	"github.com/strata-dev/strata/pkg/registry/registrytest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,10 @@ func TestValidateBadInput(t *testing.T) {
 		spec registry.ImageSpec
 		want string
 	}{
-		{"nothing", registry.ImageSpec{}, "exactly one of --binary FILE or --dir DIR"},
+		{"nothing", registry.ImageSpec{}, "exactly one of --binary FILE, --dir DIR or --wasm MODULE"},
+		{"binary and wasm", registry.ImageSpec{Binary: exe, Wasm: notExec}, "exactly one of"},
+		{"wasm not a module", registry.ImageSpec{Wasm: notExec}, "is not a WebAssembly module"},
+		{"http port without wasm", registry.ImageSpec{Binary: exe, HTTPPort: 8080}, "needs --wasm"},
 		{"both", registry.ImageSpec{Binary: exe, Dir: dir}, "exactly one of"},
 		{"missing binary", registry.ImageSpec{Binary: filepath.Join(dir, "nope")}, "no such file"},
 		{"binary not executable", registry.ImageSpec{Binary: notExec}, "is not an executable file"},
@@ -52,6 +56,31 @@ func TestValidateBadInput(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestBuildWasm(t *testing.T) {
+	mod := filepath.Join(t.TempDir(), "app.wasm")
+	os.WriteFile(mod, []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	img, err := registry.Build(registry.ImageSpec{Wasm: mod, HTTPPort: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.Config.Entrypoint; len(got) != 1 || got[0] != "/app.wasm" {
+		t.Errorf("entrypoint %q, want [/app.wasm]", got)
+	}
+	if !slices.Contains(cf.Config.Env, "STRATA_WASM_HTTP_PORT=8080") {
+		t.Errorf("env %q lacks STRATA_WASM_HTTP_PORT=8080", cf.Config.Env)
+	}
+	if _, ok := cf.Config.ExposedPorts["8080/tcp"]; !ok {
+		t.Errorf("exposed ports %v lack 8080/tcp", cf.Config.ExposedPorts)
+	}
+	if cf.Config.Labels["module.wasm.image/variant"] != "compat" {
+		t.Errorf("labels %v lack module.wasm.image/variant=compat", cf.Config.Labels)
 	}
 }
 
