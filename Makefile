@@ -50,8 +50,10 @@ vet:
 test-unit:
 	$(GO) test ./cmd/... ./pkg/... ./examples/...
 
+# test/wasm drives the wasm shim through a private containerd's CRI (no
+# server); -p 1 keeps it from competing with the server suite for the CPU.
 test-e2e: build
-	STRATA_BIN=$(BIN) $(GO) test ./test/e2e/ -count=1 -v -timeout 60m
+	STRATA_BIN=$(BIN) $(GO) test -p 1 ./test/e2e/ ./test/wasm/ -count=1 -v -timeout 60m
 
 test: deps build vet test-unit test-e2e
 

@@ -45,6 +45,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 {{- range .ExtraRuntimes}}
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{{.Name}}]
       runtime_type = "{{.Type}}"
+{{- if .PodAnnotations}}
+      pod_annotations = [{{range $i, $a := .PodAnnotations}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
+{{- if .ContainerAnnotations}}
+      container_annotations = [{{range $i, $a := .ContainerAnnotations}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 {{- end}}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{{.CNIBinDir}}"
@@ -57,6 +63,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 type Runtime struct {
 	Name string
 	Type string
+	// PodAnnotations and ContainerAnnotations are the annotation keys
+	// (globs) CRI passes into the OCI spec for this runtime's shim.
+	PodAnnotations       []string
+	ContainerAnnotations []string
 }
 
 // Containerd supervises a containerd child process.
@@ -69,7 +79,10 @@ type Containerd struct {
 	CNIConfDir       string
 	RegistryHostsDir string
 	ExtraRuntimes    []Runtime
-	LogFile          string
+	// Env is added to containerd's environment, which its shims inherit
+	// (PATH is how containerd finds a runtime's shim binary).
+	Env     []string
+	LogFile string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -119,6 +132,7 @@ func (c *Containerd) spawn(configFile string) error {
 	// A stale socket from a crash would make containerd refuse to start.
 	_ = os.Remove(c.Socket)
 	cmd := exec.Command(c.Binary, "--config", configFile)
+	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group: a Ctrl-C in the terminal reaches Strata, which

@@ -64,7 +64,8 @@ func TestContainerdConfig(t *testing.T) {
 	c := &Containerd{
 		Root: "/d/root", State: "/run/x", Socket: "/run/x.sock", SandboxImage: "localhost:5000/strata/pause:3.10",
 		CNIBinDir: "/usr/lib/cni", CNIConfDir: "/d/net.d", RegistryHostsDir: "/d/certs.d",
-		ExtraRuntimes: []Runtime{{Name: "wasm", Type: "io.containerd.strata-wasm.v1"}},
+		ExtraRuntimes: []Runtime{{Name: "wasm", Type: "io.containerd.strata-wasm.v1",
+			PodAnnotations: []string{"wasm.strata.dev/*"}, ContainerAnnotations: []string{"a", "b"}}},
 	}
 	file := filepath.Join(t.TempDir(), "config.toml")
 	if err := c.WriteConfig(file); err != nil {
@@ -79,6 +80,8 @@ func TestContainerdConfig(t *testing.T) {
 		`SystemdCgroup = false`,
 		`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasm]`,
 		`runtime_type = "io.containerd.strata-wasm.v1"`,
+		`pod_annotations = ["wasm.strata.dev/*"]`,
+		`container_annotations = ["a", "b"]`,
 		`config_path = "/d/certs.d"`,
 	} {
 		if !strings.Contains(string(raw), want) {

@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var containerdBin, cniBinDir, pauseBin string
+	var containerdBin, cniBinDir, pauseBin, wasmShim string
 	if !cfg.DisableAgent {
 		if containerdBin, err = node.FindContainerd(cfg.Containerd); err != nil {
 			return err
@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if pauseBin, err = findPause(cfg.PauseBinary); err != nil {
 			return err
 		}
+		wasmShim = findWasmShim()
 	}
 	bind := cfg.BindAddress
 	ports := []portUse{
@@ -179,6 +180,9 @@ func Run(ctx context.Context, cfg Config) error {
 			RegistryHostsDir: cfg.path("containerd", "certs.d"),
 			LogFile:          cfg.path("logs", "containerd.log"),
 		}
+		if wasmShim != "" {
+			addWasmRuntime(ctrd, wasmShim, cfg.DataDir, filepath.Join("/run/strata", shortID(cfg.DataDir)))
+		}
 		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin, signer) }()
 	}
 
@@ -198,6 +202,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 	}
 	say("image signature policy enforced (unmatched images: %s)", cfg.UnmatchedImages)
+	if err := ensureRuntimeClass(runCtx, admin); err != nil {
+		cancel()
+		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
+	}
 
 	goRun("kube-controller-manager", func(ctx context.Context) error {
 		return controlplane.RunControllerManager(ctx, cp, nil)
@@ -239,6 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 				ClusterDNS:      dnsIP.String(),
 				ClusterDomain:   cfg.ClusterDomain,
 				Port:            int32(cfg.KubeletPort),
+				NodeLabels:      nodeLabels(wasmShim),
 			})
 		})
 		goRun("kube-proxy", func(ctx context.Context) error {
@@ -455,4 +464,12 @@ type klogWriter struct{}
 func (klogWriter) Write(p []byte) (int, error) {
 	klog.InfoDepth(1, string(p))
 	return len(p), nil
+}
+
+// nodeLabels are the labels the kubelet registers the node with.
+func nodeLabels(wasmShim string) map[string]string {
+	if wasmShim == "" {
+		return nil
+	}
+	return map[string]string{wasmNodeLabel: "true"}
 }

@@ -232,7 +232,8 @@ func (s *server) leftovers() []string {
 		switch {
 		case strings.Contains(cmdline, s.dataDir):
 			leaks = append(leaks, pid+": "+cmdline)
-		case strings.HasPrefix(cmdline, "/usr/bin/containerd-shim") && strings.Contains(cmdline, "/run/strata/"):
+		case strings.Contains(cmdline, "containerd-shim") && strings.Contains(cmdline, "/run/strata/"),
+			strings.Contains(cmdline, "containerd-shim-strata-wasm-v1 pause"):
 			leaks = append(leaks, pid+": "+cmdline)
 		case strings.Contains(string(cgroup), "kubepods"):
 			leaks = append(leaks, pid+": "+cmdline+" (in kubepods cgroup)")

@@ -43,37 +43,8 @@ func TestHelloThroughServiceDNS(t *testing.T) {
 	s := cluster(t)
 	deployHello(t, s)
 	pushImage(t, "netcheck", "localhost:5000/netcheck:e2e")
-	ctx := context.Background()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "dns-client", Namespace: "default"},
-		Spec: restricted(corev1.PodSpec{
-			RestartPolicy: corev1.RestartPolicyNever,
-			Containers: []corev1.Container{{
-				Name:  "netcheck",
-				Image: "localhost:5000/netcheck:e2e",
-				Args:  []string{"--timeout", "60s", "--count", "3", "--expect", "hello from Strata", "http://hello.default.svc.cluster.local"},
-			}},
-		}),
-	}
-	if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var phase corev1.PodPhase
-	waitFor(t, 90*time.Second, "the client pod to finish", func(ctx context.Context) (bool, error) {
-		p, err := s.client.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		phase = p.Status.Phase
-		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
-	})
-	logs := s.mustKubectl(t, "logs", pod.Name)
-	if phase != corev1.PodSucceeded {
-		t.Fatalf("client pod %s; logs:\n%s", phase, logs)
-	}
-	if strings.Count(logs, "hello from Strata: pod hello-") != 3 {
-		t.Fatalf("client did not get 3 greetings through the Service:\n%s", logs)
-	}
+	// netcheck fails unless all three answers greet it.
+	s.netcheck(t, "dns-client", "hello from Strata: pod hello-", "http://hello.default.svc.cluster.local")
 }
 
 // deployHello applies the demo manifest the README deploys and waits for it.
