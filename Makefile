@@ -18,7 +18,7 @@ LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VE
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission generate clean
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm generate clean
 
 all: build
 
@@ -62,6 +62,9 @@ bench-startup: build
 
 bench-admission: build
 	$(GO) run ./bench/admission --bin $(BIN) --n 200 --runs 3
+
+bench-wasm: deps build
+	$(GO) run ./bench/wasm --bin $(BIN) --n 20
 
 clean:
 	rm -rf $(BIN)

@@ -97,6 +97,9 @@ func Configurations(clientConfig func(path string) admissionregistrationv1.Webho
 			// Another webhook that changes an image after us gets its tag
 			// pinned too.
 			ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+			// Objects whose images are all pinned already (pods created by
+			// a controller from a pinned template) skip the call.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "has-unpinned-image", Expression: unpinnedImage}},
 		}},
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
@@ -124,6 +127,16 @@ func Configurations(clientConfig func(path string) admissionregistrationv1.Webho
 	}
 	return mutating, validating
 }
+
+// unpinnedImage is true when a container image of the object's pod spec
+// is not pinned to a digest. The API server evaluates it before calling
+// the mutating webhook.
+const unpinnedImage = `(request.kind.kind == 'Pod' ? [object.spec] :
+  request.kind.kind == 'CronJob' ? [object.spec.jobTemplate.spec.template.spec] :
+  [object.spec.template.spec]).exists(s,
+  s.containers.exists(c, !c.image.contains('@')) ||
+  (has(s.initContainers) && s.initContainers.exists(c, !c.image.contains('@'))) ||
+  (has(s.ephemeralContainers) && s.ephemeralContainers.exists(c, !c.image.contains('@'))))`
 
 func rule(group, version string, resources ...string) admissionregistrationv1.RuleWithOperations {
 	return admissionregistrationv1.RuleWithOperations{
