@@ -4,13 +4,15 @@
 //
 //   - pod create -> Ready latency, pods created one at a time, kinds
 //     alternating (p50, p95 over --n pods of each kind);
+//
 //   - memory per idle pod with --n pods of one kind running: PSS of the
 //     processes that kind adds (wasm: the shims and their pause children;
 //     runc: the runc shims plus the pods' pause and app processes);
+//
 //   - requests/s and latency of 1 KB responses from one pod of each kind,
 //     with wrk from the host to the pod IP.
 //
-//	go run ./bench/wasm --bin bin --n 20
+//     go run ./bench/wasm --bin bin --n 20
 package main
 
 import (

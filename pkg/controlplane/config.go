@@ -5,6 +5,7 @@ package controlplane
 
 import (
 	"fmt"
+	"github.com/strata-dev/strata/pkg/fileutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -40,6 +41,18 @@ func (c *Config) CAFile() string              { return filepath.Join(c.PKIDir(),
 func (c *Config) AdminKubeconfig() string     { return filepath.Join(c.DataDir, "admin.kubeconfig") }
 func (c *Config) KubeletKubeconfig() string   { return c.kubeconfigPath("kubelet") }
 func (c *Config) KubeProxyKubeconfig() string { return c.kubeconfigPath("kube-proxy") }
+
+// PublishAdminKubeconfig copies the admin kubeconfig that EnsurePKI wrote
+// to AdminKubeconfig, where users and tools look for it. The server calls
+// it once the cluster enforces its admission policies, so nobody can
+// create objects in the window before.
+func (c *Config) PublishAdminKubeconfig() error {
+	data, err := os.ReadFile(c.kubeconfigPath("admin"))
+	if err != nil {
+		return fmt.Errorf("publish admin kubeconfig: %w", err)
+	}
+	return fileutil.WriteAtomic(c.AdminKubeconfig(), data, 0o600)
+}
 
 // SupervisorKubeconfig is used by Strata's own in-process components.
 func (c *Config) SupervisorKubeconfig() string { return c.kubeconfigPath("strata") }
@@ -147,7 +160,7 @@ func (c *Config) EnsurePKI() error {
 		file string
 		cert pki.Cert
 	}{
-		{c.AdminKubeconfig(), pki.Cert{Name: "admin", CommonName: "strata-admin", Organization: []string{"system:masters"}}},
+		{c.kubeconfigPath("admin"), pki.Cert{Name: "admin", CommonName: "strata-admin", Organization: []string{"system:masters"}}},
 		{c.kubeconfigPath("controller-manager"), pki.Cert{Name: "controller-manager", CommonName: "system:kube-controller-manager"}},
 		{c.kubeconfigPath("scheduler"), pki.Cert{Name: "scheduler", CommonName: "system:kube-scheduler"}},
 		{c.KubeletKubeconfig(), pki.Cert{Name: "kubelet", CommonName: "system:node:" + c.NodeName, Organization: []string{"system:nodes"}}},

@@ -49,40 +49,46 @@ func (c *Config) SigningKeyFiles() (privateKey, publicKey, password string) {
 // start. The private key is encrypted like cosign's, with a random password
 // kept beside it (mode 0600) so that `strata image sign --cluster-key` and
 // cosign (COSIGN_PASSWORD=$(cat cosign.password)) can both use it.
-func ensureSigningKey(cfg *Config) (signature.Signer, []byte, error) {
+// systemKey is the server's image signing key.
+type systemKey struct {
+	signer    signature.Signer
+	publicPEM []byte
+}
+
+func ensureSigningKey(cfg *Config) (*systemKey, error) {
 	keyFile, pubFile, pwFile := cfg.SigningKeyFiles()
 	if !fileutil.Exists(keyFile) {
 		if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-			return nil, nil, fmt.Errorf("signing key: %w", err)
+			return nil, fmt.Errorf("signing key: %w", err)
 		}
 		raw := make([]byte, 24)
 		if _, err := rand.Read(raw); err != nil {
-			return nil, nil, fmt.Errorf("signing key password: %w", err)
+			return nil, fmt.Errorf("signing key password: %w", err)
 		}
 		if err := fileutil.WriteAtomic(pwFile, []byte(hex.EncodeToString(raw)), 0o600); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		kp, err := signing.GenerateKeyPair([]byte(hex.EncodeToString(raw)))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if _, _, err := signing.WriteKeyPair(kp, filepath.Join(filepath.Dir(keyFile), "cosign"), true); err != nil {
-			return nil, nil, fmt.Errorf("signing key: %w", err)
+			return nil, fmt.Errorf("signing key: %w", err)
 		}
 	}
 	password, err := signing.ReadPassword(pwFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	signer, err := signing.LoadPrivateKey(keyFile, password)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	pub, err := os.ReadFile(pubFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	return signer, pub, nil
+	return &systemKey{signer: signer, publicPEM: pub}, nil
 }
 
 // startImagePolicy installs the ClusterImagePolicy CRD and the system

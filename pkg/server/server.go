@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/dns"
 	"github.com/strata-dev/strata/pkg/node"
@@ -137,10 +136,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)
 	}
-	signer, signingPub, err := ensureSigningKey(&cfg)
-	if err != nil {
-		return err
-	}
+	// Decrypting the key costs ~0.5 s of scrypt: do it beside etcd and the
+	// API server; its users wait for it.
+	signingKey := sync.OnceValues(func() (*systemKey, error) { return ensureSigningKey(&cfg) })
+	go signingKey()
 
 	// Deferred first so it runs last, after etcd and the registry are down.
 	defer say("stopped")
@@ -183,30 +182,20 @@ func Run(ctx context.Context, cfg Config) error {
 		if wasmShim != "" {
 			addWasmRuntime(ctrd, wasmShim, cfg.DataDir, filepath.Join("/run/strata", shortID(cfg.DataDir)))
 		}
-		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin, signer) }()
+		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin, signingKey) }()
 	}
 
-	admin, err := waitAPI(ctx, cp.AdminKubeconfig(), fatal)
+	admin, err := waitAPI(ctx, cp.SupervisorKubeconfig(), cfg.path("logs", "strata.log"), fatal)
 	if err != nil {
 		cancel()
 		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 	}
 	say("API server ready at https://127.0.0.1:%d", cfg.APIPort)
 
-	supervisorREST, err := restConfigFor(cp.SupervisorKubeconfig())
-	if err == nil {
-		err = startImagePolicy(runCtx, &cfg, cp, supervisorREST, signingPub)
-	}
-	if err != nil {
-		cancel()
-		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
-	}
-	say("image signature policy enforced (unmatched images: %s)", cfg.UnmatchedImages)
-	if err := ensureRuntimeClass(runCtx, admin); err != nil {
-		cancel()
-		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
-	}
-
+	// The controller manager and scheduler need not wait for the image
+	// policy webhook: on a first start there is no workload yet, and on a
+	// restart the webhooks are registered already and fail closed until
+	// they serve.
 	goRun("kube-controller-manager", func(ctx context.Context) error {
 		return controlplane.RunControllerManager(ctx, cp, nil)
 	})
@@ -262,6 +251,26 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	key, err := signingKey()
+	var supervisorREST *rest.Config
+	if err == nil {
+		supervisorREST, err = restConfigFor(cp.SupervisorKubeconfig())
+	}
+	if err == nil {
+		err = startImagePolicy(runCtx, &cfg, cp, supervisorREST, key.publicPEM)
+	}
+	if err == nil {
+		err = ensureRuntimeClass(runCtx, admin)
+	}
+	if err != nil {
+		cancel()
+		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
+	}
+	say("image signature policy enforced (unmatched images: %s)", cfg.UnmatchedImages)
+	if err := cp.PublishAdminKubeconfig(); err != nil {
+		cancel()
+		return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
+	}
 	say("admin kubeconfig: %s (try: strata kubectl --data-dir %s get nodes)", cp.AdminKubeconfig(), cfg.DataDir)
 
 	var runErr error
@@ -309,7 +318,7 @@ func shutdown(say func(string, ...any), ctrd *node.Containerd, kubeletDir string
 
 // prepareNode writes the CNI and registry configuration, starts containerd
 // and pushes the sandbox image into the embedded registry.
-func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Containerd, pauseBin string, signer signature.Signer) error {
+func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Containerd, pauseBin string, signingKey func() (*systemKey, error)) error {
 	if err := n.WriteCNIConfig(); err != nil {
 		return err
 	}
@@ -334,13 +343,17 @@ func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Cont
 	}
 	// System images are signed by the server's key, which the
 	// strata-system-images policy trusts.
-	if _, err := signing.Sign(ctx, ref, signer); err != nil {
+	key, err := signingKey()
+	if err != nil {
+		return err
+	}
+	if _, err := signing.Sign(ctx, ref, key.signer); err != nil {
 		return fmt.Errorf("sign sandbox image: %w", err)
 	}
 	return nil
 }
 
-func waitAPI(ctx context.Context, kubeconfig string, fatal <-chan error) (kubernetes.Interface, error) {
+func waitAPI(ctx context.Context, kubeconfig, logFile string, fatal <-chan error) (kubernetes.Interface, error) {
 	client, err := clientFor(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -361,7 +374,7 @@ func waitAPI(ctx context.Context, kubeconfig string, fatal <-chan error) (kubern
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("kube-apiserver not ready after 2m; see %s", filepath.Join(filepath.Dir(kubeconfig), "logs", "strata.log"))
+			return nil, fmt.Errorf("kube-apiserver not ready after 2m; see %s", logFile)
 		}
 	}
 }

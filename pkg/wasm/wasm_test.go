@@ -230,7 +230,9 @@ func TestHandler(t *testing.T) {
 	defer m.Close(ctx)
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	srv := httptest.NewServer(NewHandler(m, HTTPConfig{Env: []string{"GREETING=hey"}, Timeout: time.Second, Stderr: lockedWriter{&mu, &logs}}))
+	// The deadline leaves room for /alloc to reach the memory limit on a
+	// loaded machine (unit test packages run in parallel).
+	srv := httptest.NewServer(NewHandler(m, HTTPConfig{Env: []string{"GREETING=hey"}, Timeout: 5 * time.Second, Stderr: lockedWriter{&mu, &logs}}))
 	defer srv.Close()
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -241,7 +243,7 @@ func TestHandler(t *testing.T) {
 		{name: "echo", method: "POST", path: "/echo?a=1&b=2", body: "payload", code: 200, want: "method=POST query=a=1&b=2 agent=strata-test body=payload\n"},
 		{name: "status header", method: "GET", path: "/missing", code: 404, want: "not found: /missing\n"},
 		{name: "memory limit", method: "GET", path: "/alloc?mib=200", code: 500, want: "OOMKilled: wasm module exceeded its memory limit"},
-		{name: "deadline", method: "GET", path: "/loop", code: 503, want: "DeadlineExceeded: wasm handler exceeded its 1s request deadline\n"},
+		{name: "deadline", method: "GET", path: "/loop", code: 503, want: "DeadlineExceeded: wasm handler exceeded its 5s request deadline\n"},
 		{name: "still up after failures", method: "GET", path: "/healthz", code: 200, want: "ok\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
