@@ -58,23 +58,14 @@ func main() {
 }
 
 func run(binDir string, n, runs int) error {
-	dataDir, err := os.MkdirTemp("", "strata-bench-admission-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dataDir)
-	cmd, err := benchutil.StartServer(binDir, dataDir)
-	if err != nil {
-		return err
-	}
-	defer benchutil.Stop(cmd)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	rc, err := benchutil.WaitRESTConfig(ctx, dataDir)
+	srv, err := benchutil.Start(ctx, binDir, "admission")
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
+	rc := srv.REST
 	rc.QPS, rc.Burst = 1000, 1000
 	client := kubernetes.NewForConfigOrDie(rc)
 	dyn := dynamic.NewForConfigOrDie(rc)

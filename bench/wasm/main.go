@@ -63,27 +63,16 @@ func run(binDir string, n int, wrkDuration time.Duration) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk not found: apt-get install wrk")
 	}
-	dataDir, err := os.MkdirTemp("", "strata-bench-wasm-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dataDir)
-	cmd, err := benchutil.StartServer(binDir, dataDir)
-	if err != nil {
-		return err
-	}
-	defer benchutil.Stop(cmd)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	rc, err := benchutil.WaitRESTConfig(ctx, dataDir)
+	srv, err := benchutil.Start(ctx, binDir, "wasm")
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
+	dataDir, rc := srv.DataDir, srv.REST
 	rc.QPS, rc.Burst = 100, 200
 	client := kubernetes.NewForConfigOrDie(rc)
-	if err := waitServiceAccount(ctx, client); err != nil {
-		return err
-	}
 	strata := func(args ...string) error {
 		out, err := exec.Command(filepath.Join(binDir, "strata"), args...).CombinedOutput()
 		if err != nil {
@@ -165,13 +154,6 @@ func run(binDir string, n int, wrkDuration time.Duration) error {
 	w50, c50 := benchutil.Percentile(ready[kinds[0].name], 50), benchutil.Percentile(ready[kinds[1].name], 50)
 	fmt.Printf("\nwasm/container create->Ready p50 ratio: %.2f (n=%d each, interleaved)\n", w50/c50, n)
 	return nil
-}
-
-func waitServiceAccount(ctx context.Context, client kubernetes.Interface) error {
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	})
 }
 
 // createReady creates one pod and returns the time until a watch saw it

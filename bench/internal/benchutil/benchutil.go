@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -68,6 +71,51 @@ func WaitRESTConfig(ctx context.Context, dataDir string) (*rest.Config, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Server is a strata server on a temporary data dir, for one benchmark.
+type Server struct {
+	DataDir string
+	REST    *rest.Config
+	cmd     *exec.Cmd
+}
+
+// Start runs `strata server` from binDir on a new data dir and returns once
+// the admin kubeconfig is published and pods can be created (the default
+// service account exists).
+func Start(ctx context.Context, binDir, name string) (*Server, error) {
+	dir, err := os.MkdirTemp("", "strata-bench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := StartServer(binDir, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &Server{DataDir: dir, cmd: cmd}
+	if s.REST, err = WaitRESTConfig(ctx, dir); err != nil {
+		s.Close()
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(s.REST)
+	if err == nil {
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, nil
+		})
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("wait for the default service account: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops the server and removes its data dir.
+func (s *Server) Close() {
+	Stop(s.cmd)
+	os.RemoveAll(s.DataDir)
 }
 
 // StartServer runs `strata server` from binDir on dataDir, its output in
