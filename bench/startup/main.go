@@ -85,8 +85,11 @@ func main() {
 }
 
 // runOnce starts the server on dataDir, measures, and stops it. With deploy
-// it pushes the hello image and applies the demo as soon as the API answers,
-// as a user's script would.
+// it pushes and signs the hello image and applies the demo as soon as the
+// API answers, as a user's script would (make run does the same). The API
+// counts as ready when the admin kubeconfig exists and /readyz answers: the
+// server publishes that kubeconfig only once admission policies are
+// enforced.
 func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 	var s sample
 	strata := filepath.Join(binDir, "strata")
@@ -125,7 +128,11 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 		if out, err := push.CombinedOutput(); err != nil {
 			return s, fmt.Errorf("push hello: %v: %s", err, out)
 		}
-		apply := exec.Command(strata, "kubectl", "--data-dir", dataDir, "apply", "-f", "examples/hello/deploy.yaml")
+		sign := exec.Command(strata, "image", "sign", "--cluster-key", "--data-dir", dataDir, "localhost:5000/hello:v1")
+		if out, err := sign.CombinedOutput(); err != nil {
+			return s, fmt.Errorf("sign hello: %v: %s", err, out)
+		}
+		apply := exec.Command(strata, "kubectl", "--data-dir", dataDir, "apply", "-f", "examples/image-policy.yaml", "-f", "examples/hello/deploy.yaml")
 		if out, err := apply.CombinedOutput(); err != nil {
 			return s, fmt.Errorf("apply hello: %v: %s", err, out)
 		}
