@@ -108,9 +108,12 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 	if err := security.InstallCRDs(ctx, c); err != nil {
 		return err
 	}
-	if err := ensureSystemPolicy(ctx, c, cfg, publicKey); err != nil {
-		return err
-	}
+	klog.InfoS("Image policy CRDs established")
+	// The first write of a new custom resource is slow (~2 s here): do it
+	// while the webhook starts. Until the policy exists, Strata's images
+	// match no policy and are denied, never admitted unchecked.
+	systemPolicy := make(chan error, 1)
+	go func() { systemPolicy <- ensureSystemPolicy(ctx, c, cfg, publicKey) }()
 
 	// controller-runtime keeps one process-wide logger.
 	ctrl.SetLogger(klog.NewKlogr().WithName("image-policy"))
@@ -135,6 +138,7 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 	if err := security.WaitServing(ctx, mgr, errc); err != nil {
 		return err
 	}
+	klog.InfoS("Image policy webhook serving")
 	caPEM, err := os.ReadFile(cp.CAFile())
 	if err != nil {
 		return fmt.Errorf("read cluster CA: %w", err)
@@ -146,6 +150,10 @@ func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config,
 	if err != nil {
 		return err
 	}
+	if err := <-systemPolicy; err != nil {
+		return err
+	}
+	klog.InfoS("System image policy ensured")
 	// Keep reporting a manager that dies later.
 	go func() {
 		if err := <-errc; err != nil && ctx.Err() == nil {
