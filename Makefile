@@ -35,6 +35,7 @@ build:
 	$(STATIC) -o $(BIN)/containerd-shim-strata-wasm-v1 ./cmd/containerd-shim-strata-wasm-v1
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-hello.wasm ./examples/wasm-hello
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-http.wasm ./examples/wasm-http
+	$(GO) run ./examples/wasm-static -o $(BIN)/wasm-static.wasm --size 1024
 
 run: deps build
 	@hack/run.sh "$(BIN)" "$(DATA_DIR)"

@@ -10,7 +10,8 @@
 //     runc: the runc shims plus the pods' pause and app processes);
 //
 //   - requests/s and latency of 1 KB responses from one pod of each kind,
-//     with wrk from the host to the pod IP.
+//     with wrk from the host to the pod IP: 16 connections for throughput,
+//     then one connection, whose p50 is the whole per-request cost.
 //
 //     go run ./bench/wasm --bin bin --n 20
 package main
@@ -43,8 +44,11 @@ type kind struct {
 	runtime *string
 }
 
+// kinds: the Go-built wasm handler, a runtime-free one (its only response
+// is 1 KB, whatever the path), and the native container.
 var kinds = []kind{
-	{name: "wasm (wasm-http)", image: "localhost:5000/bench/wasm-http:v1", runtime: ptr.To("wasm")},
+	{name: "wasm (wasm-http, Go)", image: "localhost:5000/bench/wasm-http:v1", runtime: ptr.To("wasm")},
+	{name: "wasm-static (no runtime)", image: "localhost:5000/bench/wasm-static:v1", runtime: ptr.To("wasm")},
 	{name: "container (hello)", image: "localhost:5000/bench/hello:v1"},
 }
 
@@ -82,9 +86,11 @@ func run(binDir string, n int, wrkDuration time.Duration) error {
 	}
 	for _, args := range [][]string{
 		{"image", "build", "--wasm", filepath.Join(binDir, "wasm-http.wasm"), "--http-port", "8080", "-t", kinds[0].image, "--push"},
-		{"image", "build", "--binary", filepath.Join(binDir, "hello"), "--port", "8080", "--user", "65532", "-t", kinds[1].image, "--push"},
+		{"image", "build", "--wasm", filepath.Join(binDir, "wasm-static.wasm"), "--http-port", "8080", "-t", kinds[1].image, "--push"},
+		{"image", "build", "--binary", filepath.Join(binDir, "hello"), "--port", "8080", "--user", "65532", "-t", kinds[2].image, "--push"},
 		{"image", "sign", "--cluster-key", "--data-dir", dataDir, kinds[0].image},
 		{"image", "sign", "--cluster-key", "--data-dir", dataDir, kinds[1].image},
+		{"image", "sign", "--cluster-key", "--data-dir", dataDir, kinds[2].image},
 		{"kubectl", "--data-dir", dataDir, "apply", "-f", "examples/image-policy.yaml"},
 	} {
 		if err := strata(args...); err != nil {
@@ -120,7 +126,7 @@ func run(binDir string, n int, wrkDuration time.Duration) error {
 
 	// 2. memory per idle pod, one kind at a time; 3. wrk against one pod.
 	mem := map[string]float64{}
-	type load struct{ rps, p50, p99 string }
+	type load struct{ rps, p50, p99, serialP50 string }
 	loads := map[string]load{}
 	for _, k := range kinds {
 		var ip string
@@ -133,33 +139,44 @@ func run(binDir string, n int, wrkDuration time.Duration) error {
 		}
 		time.Sleep(5 * time.Second) // let start-up garbage be collected
 		mem[k.name] = podMemoryMB(k) / float64(n)
-		out, err := exec.Command("wrk", "-t2", "-c16", "-d"+wrkDuration.String(), "--latency", "http://"+ip+":8080/size?n=1024").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("wrk: %v\n%s", err, out)
+		var l load
+		for _, conns := range []string{"16", "1"} {
+			out, err := exec.Command("wrk", "-t1", "-c"+conns, "-d"+wrkDuration.String(), "--latency", "http://"+ip+":8080/size?n=1024").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("wrk: %v\n%s", err, out)
+			}
+			rps, p50, p99 := parseWrk(string(out))
+			if conns == "16" {
+				l.rps, l.p50, l.p99 = rps, p50, p99
+			} else {
+				l.serialP50 = p50 // one request at a time: the per-request cost
+			}
 		}
-		rps, p50, p99 := parseWrk(string(out))
-		loads[k.name] = load{rps, p50, p99}
+		loads[k.name] = l
 		if err := deleteAll(ctx, client); err != nil {
 			return err
 		}
 	}
 
-	fmt.Printf("\n| pod kind | create->Ready p50 | p95 | memory per idle pod (PSS) | 1 KB req/s | latency p50 | p99 |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| pod kind | create->Ready p50 | p95 | memory per idle pod (PSS) | 1 KB req/s (16 conns) | latency p50 | p99 | latency p50, 1 conn |\n|---|---|---|---|---|---|---|---|\n")
 	for _, k := range kinds {
 		v := ready[k.name]
 		p50, p95 := benchutil.Percentile(v, 50), benchutil.Percentile(v, 95)
 		l := loads[k.name]
-		fmt.Printf("| %s | %.0f ms | %.0f ms | %.1f MB | %s | %s | %s |\n", k.name, p50, p95, mem[k.name], l.rps, l.p50, l.p99)
+		fmt.Printf("| %s | %.0f ms | %.0f ms | %.1f MB | %s | %s | %s | %s |\n", k.name, p50, p95, mem[k.name], l.rps, l.p50, l.p99, l.serialP50)
 	}
-	w50, c50 := benchutil.Percentile(ready[kinds[0].name], 50), benchutil.Percentile(ready[kinds[1].name], 50)
-	fmt.Printf("\nwasm/container create->Ready p50 ratio: %.2f (n=%d each, interleaved)\n", w50/c50, n)
+	c50 := benchutil.Percentile(ready[kinds[2].name], 50)
+	for _, k := range kinds[:2] {
+		fmt.Printf("\n%s / container create->Ready p50 ratio: %.2f (n=%d each, interleaved)", k.name, benchutil.Percentile(ready[k.name], 50)/c50, n)
+	}
+	fmt.Println()
 	return nil
 }
 
 // createReady creates one pod and returns the time until a watch saw it
 // Ready.
 func createReady(ctx context.Context, client kubernetes.Interface, k kind, suffix string) (time.Duration, *corev1.Pod, error) {
-	name := "bench-" + strings.Fields(k.name)[0] + "-" + suffix
+	name := "bench-" + strings.Fields(k.name)[0] + "-" + suffix // e.g. bench-wasm-static-r3
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"bench": "wasm"}},
 		Spec: corev1.PodSpec{
