@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,8 +63,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	before := cip.DeepCopy()
 	cip.Status.ObservedGeneration = cip.Generation
 	meta.SetStatusCondition(&cip.Status.Conditions, cond)
-	if err := r.Client.Status().Patch(ctx, &cip, client.MergeFrom(before)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("update status of ClusterImagePolicy %s: %w", cip.Name, err)
+	// Periodic resyncs mostly find nothing new: write only changes.
+	if !equality.Semantic.DeepEqual(before.Status, cip.Status) {
+		if err := r.Client.Status().Patch(ctx, &cip, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("update status of ClusterImagePolicy %s: %w", cip.Name, err)
+		}
 	}
 	if p.UsesSecrets() {
 		return ctrl.Result{RequeueAfter: r.Resync}, nil
