@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 			LogFile:          cfg.path("logs", "containerd.log"),
 		}
 		if wasmShim != "" {
-			addWasmRuntime(ctrd, wasmShim, cfg.DataDir, filepath.Join("/run/strata", shortID(cfg.DataDir)))
+			ctrd.AddWasmRuntime(wasmShim, cfg.path("wasm-cache"), filepath.Join("/run/strata", shortID(cfg.DataDir), "s"))
 		}
 		go func() { nodeReady <- prepareNode(runCtx, &cfg, net0, ctrd, pauseBin, signingKey) }()
 	}

@@ -18,7 +18,6 @@ import (
 // containerd-shim-strata-wasm-v1 (cmd/), and RuntimeClass "wasm" sends them
 // to nodes labelled as having that shim.
 const (
-	wasmHandler   = "wasm"
 	wasmShimName  = "containerd-shim-strata-wasm-v1"
 	wasmNodeLabel = "strata.dev/wasm"
 )
@@ -37,35 +36,17 @@ func findWasmShim() string {
 	return p
 }
 
-// addWasmRuntime registers the wasm handler with containerd, which finds
-// the shim on its PATH and passes it its settings through the environment.
-func addWasmRuntime(c *node.Containerd, shim, dataDir, runDir string) {
-	c.ExtraRuntimes = append(c.ExtraRuntimes, node.Runtime{
-		Name: wasmHandler,
-		Type: "io.containerd.strata-wasm.v1",
-		// The shim's per-pod settings (HTTP port, deadlines) and the
-		// termination-log path it writes failures to.
-		PodAnnotations:       []string{"wasm.strata.dev/*"},
-		ContainerAnnotations: []string{"io.kubernetes.container.terminationMessagePath"},
-	})
-	c.Env = append(c.Env,
-		"PATH="+filepath.Dir(shim)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"STRATA_WASM_CACHE_DIR="+filepath.Join(dataDir, "wasm-cache"),
-		"STRATA_WASM_SOCKET_DIR="+filepath.Join(runDir, "s"),
-	)
-}
-
 // ensureRuntimeClass creates RuntimeClass wasm, scheduled onto nodes that
 // have the shim.
 func ensureRuntimeClass(ctx context.Context, client kubernetes.Interface) error {
 	rc := &nodev1.RuntimeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: wasmHandler},
-		Handler:    wasmHandler,
+		ObjectMeta: metav1.ObjectMeta{Name: node.WasmHandler},
+		Handler:    node.WasmHandler,
 		Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{wasmNodeLabel: "true"}},
 	}
 	_, err := client.NodeV1().RuntimeClasses().Create(ctx, rc, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create RuntimeClass %s: %w", wasmHandler, err)
+		return fmt.Errorf("create RuntimeClass %s: %w", node.WasmHandler, err)
 	}
 	return nil
 }

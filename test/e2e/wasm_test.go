@@ -16,13 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-)
 
-// trapModule's _start executes `unreachable`.
-var trapModule = []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01,
-	0x07, 0x13, 0x02, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
-	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b}
+	"github.com/strata-dev/strata/pkg/wasm/wasmtest"
+)
 
 // The WebAssembly issue's acceptance 1-4 against the real server:
 // RuntimeClass wasm pods run on containerd-shim-strata-wasm-v1.
@@ -30,10 +26,10 @@ func TestWasmPods(t *testing.T) {
 	s := cluster(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "trap.wasm"), trapModule, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "trap.wasm"), wasmtest.Trap, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "invalid.wasm"), []byte("\x00asm\x01\x00\x00\x00this is not code"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "invalid.wasm"), wasmtest.Invalid, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pushWasm(t, bin("wasm-hello.wasm"), "localhost:5000/wasm-hello:e2e")

@@ -6,7 +6,6 @@ package wasm_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -28,8 +26,10 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/strata-dev/strata/pkg/node"
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/registry/registrytest"
+	"github.com/strata-dev/strata/pkg/wasm/wasmtest"
 )
 
 const (
@@ -38,38 +38,6 @@ const (
 	podCIDR       = "10.213.0.0/24"
 	shimName      = "containerd-shim-strata-wasm-v1"
 )
-
-var configTmpl = template.Must(template.New("c").Parse(`version = 2
-root = "{{.Dir}}/root"
-state = "{{.Dir}}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = "{{.Dir}}/c.sock"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{{.Dir}}/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{{.Pause}}"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasm]
-      runtime_type = "io.containerd.strata-wasm.v1"
-      pod_annotations = ["wasm.strata.dev/*"]
-      container_annotations = ["io.kubernetes.container.terminationMessagePath"]
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{{.Dir}}/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{{.Dir}}/hosts"
-`))
 
 type env struct {
 	t        *testing.T
@@ -83,12 +51,6 @@ type env struct {
 	// nodeScope: one shim for all pods.
 	nodeScope bool
 }
-
-// trapModule's _start executes `unreachable`.
-var trapModule = []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01,
-	0x07, 0x13, 0x02, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x00, 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00,
-	0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b}
 
 func setup(t *testing.T, extraEnv ...string) *env {
 	if os.Geteuid() != 0 {
@@ -113,8 +75,8 @@ func setup(t *testing.T, extraEnv ...string) *env {
 	goBuild(t, "wasip1", httpMod, "github.com/strata-dev/strata/examples/wasm-http")
 	trap := filepath.Join(dir, "trap.wasm")
 	invalid := filepath.Join(dir, "invalid.wasm")
-	os.WriteFile(trap, trapModule, 0o644)
-	os.WriteFile(invalid, []byte("\x00asm\x01\x00\x00\x00this is not code"), 0o644)
+	os.WriteFile(trap, wasmtest.Trap, 0o644)
+	os.WriteFile(invalid, wasmtest.Invalid, 0o644)
 
 	reg := registrytest.Start(t)
 	for name, spec := range map[string]registry.ImageSpec{
@@ -151,34 +113,25 @@ func setup(t *testing.T, extraEnv ...string) *env {
 		bridgeName, podCIDR, filepath.Join(dir, "ipam"))
 	os.WriteFile(filepath.Join(dir, "cni", "10-wasm.conflist"), []byte(conflist), 0o644)
 
-	var cfg bytes.Buffer
-	if err := configTmpl.Execute(&cfg, map[string]string{"Dir": dir, "Pause": e.images["pause"]}); err != nil {
-		t.Fatal(err)
+	// The same containerd configuration strata server runs, in a private
+	// root, state and socket, with its own CNI network.
+	ctrd := &node.Containerd{
+		Binary: containerdBin, Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "c.sock"), SandboxImage: e.images["pause"],
+		CNIBinDir: "/usr/lib/cni", CNIConfDir: filepath.Join(dir, "cni"), RegistryHostsDir: filepath.Join(dir, "hosts"),
+		LogFile: e.logFile,
 	}
-	cfgFile := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfgFile, cfg.Bytes(), 0o644)
-	logf, _ := os.Create(e.logFile)
-	cmd := exec.Command(containerdBin, "--config", cfgFile)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"),
-		"STRATA_WASM_CACHE_DIR="+filepath.Join(dir, "cache"), "STRATA_WASM_SOCKET_DIR="+filepath.Join(dir, "s"))
-	cmd.Env = append(cmd.Env, extraEnv...)
+	ctrd.AddWasmRuntime(e.shim, filepath.Join(dir, "cache"), filepath.Join(dir, "s"))
+	ctrd.Env = append(ctrd.Env, extraEnv...)
 	e.nodeScope = slices.Contains(extraEnv, "STRATA_WASM_SHIM_SCOPE=node")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := ctrd.Start(ctx, filepath.Join(dir, "config.toml")); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		ctrd.Stop()
+		cancel()
 		if t.Failed() {
 			b, _ := os.ReadFile(e.logFile)
 			keep := filepath.Join(os.TempDir(), "strata-wasm-test-containerd.log")

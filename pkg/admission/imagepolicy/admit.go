@@ -65,8 +65,8 @@ func (a *Admitter) mutate(ctx context.Context, req admission.Request) admission.
 	if resp != nil {
 		return *resp
 	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, a.Timeout)
-	defer cancelTimeout()
+	ctx, cancel := context.WithTimeout(ctx, a.Timeout)
+	defer cancel()
 	var patches []jsonpatch.JsonPatchOperation
 	var denials []string
 	for _, img := range images {
@@ -105,8 +105,8 @@ func (a *Admitter) validate(ctx context.Context, req admission.Request) admissio
 	if resp != nil {
 		return *resp
 	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, a.Timeout)
-	defer cancelTimeout()
+	ctx, cancel := context.WithTimeout(ctx, a.Timeout)
+	defer cancel()
 	var denials, warnings []string
 	for _, img := range images {
 		d, w := a.check(ctx, img, policies)

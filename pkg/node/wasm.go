@@ -1,0 +1,29 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// WasmHandler is the runtime handler (RuntimeClass handler) of wasm pods.
+const WasmHandler = "wasm"
+
+// AddWasmRuntime registers the wasm handler, served by the shim binary at
+// shim (containerd-shim-strata-wasm-v1). containerd finds the shim on its
+// PATH and passes it its settings through the environment: cacheDir holds
+// compiled modules, socketDir the shims' ttrpc sockets.
+func (c *Containerd) AddWasmRuntime(shim, cacheDir, socketDir string) {
+	c.ExtraRuntimes = append(c.ExtraRuntimes, Runtime{
+		Name: WasmHandler,
+		Type: "io.containerd.strata-wasm.v1",
+		// The shim's per-pod settings (HTTP port, deadlines) and the
+		// termination-log path it writes failures to.
+		PodAnnotations:       []string{"wasm.strata.dev/*"},
+		ContainerAnnotations: []string{"io.kubernetes.container.terminationMessagePath"},
+	})
+	c.Env = append(c.Env,
+		"PATH="+filepath.Dir(shim)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"STRATA_WASM_CACHE_DIR="+cacheDir,
+		"STRATA_WASM_SOCKET_DIR="+socketDir,
+	)
+}
