@@ -52,6 +52,9 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.UnmatchedImages, "unmatched-images", cfg.UnmatchedImages, "images that no ClusterImagePolicy covers are: deny (refused), warn (admitted with a warning) or allow")
 	f.DurationVar(&cfg.ImageVerifyTimeout, "image-verify-timeout", cfg.ImageVerifyTimeout, "deadline for resolving and verifying the images of one admission request (below the webhook timeout of 10s)")
 	f.DurationVar(&cfg.ImageCacheTTL, "image-cache-ttl", cfg.ImageCacheTTL, "how long a verified digest stays admitted without checking the registry again (also the delay before a deleted signature takes effect)")
+	f.IntVar(&cfg.GatewayPort, "gateway-port", cfg.GatewayPort, "port of the functions' HTTP gateway, on --bind-address")
+	f.StringVar(&cfg.FunctionDomain, "function-domain", cfg.FunctionDomain, "functions answer at http://<function>.<namespace>.DOMAIN:<gateway-port>/ (the default, localhost, resolves to loopback)")
+	f.IntVar(&cfg.MetricsPort, "metrics-port", cfg.MetricsPort, "port on loopback serving Strata's Prometheus metrics at /metrics")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
 	return cmd
 }

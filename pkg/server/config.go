@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane"
@@ -44,6 +47,12 @@ type Config struct {
 	ImageVerifyTimeout time.Duration
 	// ImageCacheTTL is how long a verified digest is remembered.
 	ImageCacheTTL time.Duration
+	// GatewayPort is the functions' HTTP gateway port (on BindAddress).
+	GatewayPort int
+	// FunctionDomain is the functions' host name suffix.
+	FunctionDomain string
+	// MetricsPort serves Strata's Prometheus metrics on loopback.
+	MetricsPort int
 	// Verbosity is klog's -v for the components' log file.
 	Verbosity int
 
@@ -69,6 +78,10 @@ func Defaults() Config {
 		Bridge:        "strata0",
 		PodSecurity:   "restricted",
 		WebhookPort:   9443,
+		GatewayPort:   8088,
+		MetricsPort:   9464,
+
+		FunctionDomain: "localhost",
 
 		UnmatchedImages:    string(imagepolicy.UnmatchedDeny),
 		ImageVerifyTimeout: imagepolicy.DefaultOptions().Timeout,
@@ -94,7 +107,7 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		flag string
 		v    int
-	}{{"--https-port", c.APIPort}, {"--etcd-port", c.EtcdPort}, {"--registry-port", c.RegistryPort}, {"--kubelet-port", c.KubeletPort}, {"--dns-port", c.DNSPort}, {"--webhook-port", c.WebhookPort}} {
+	}{{"--https-port", c.APIPort}, {"--etcd-port", c.EtcdPort}, {"--registry-port", c.RegistryPort}, {"--kubelet-port", c.KubeletPort}, {"--dns-port", c.DNSPort}, {"--webhook-port", c.WebhookPort}, {"--gateway-port", c.GatewayPort}, {"--metrics-port", c.MetricsPort}} {
 		if p.v < 1 || p.v > 65535 {
 			return fmt.Errorf("%s %d is out of range: use a port from 1 to 65535", p.flag, p.v)
 		}
@@ -116,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ImageCacheTTL < 0 {
 		return fmt.Errorf("--image-cache-ttl %s is negative: use 0 to disable the cache, or e.g. 5m", c.ImageCacheTTL)
+	}
+	if errs := validation.IsDNS1123Subdomain(c.FunctionDomain); len(errs) > 0 {
+		return fmt.Errorf("--function-domain %q: %s; use a DNS name such as localhost or fn.example.com", c.FunctionDomain, strings.Join(errs, "; "))
 	}
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")

@@ -80,6 +80,8 @@ func Run(ctx context.Context, cfg Config) error {
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdPort+1)), "etcd peer", "--etcd-port"},
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.RegistryPort)), "OCI registry", "--registry-port"},
 		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.WebhookPort)), "admission webhooks", "--webhook-port"},
+		{"tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.GatewayPort)), "function gateway", "--gateway-port"},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.MetricsPort)), "metrics", "--metrics-port"},
 	}
 	if !cfg.DisableAgent {
 		ports = append(ports,
@@ -261,6 +263,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err == nil {
 		err = ensureRuntimeClass(runCtx, admin)
+	}
+	if err == nil {
+		err = startServerless(runCtx, &cfg, supervisorREST)
 	}
 	if err != nil {
 		cancel()
