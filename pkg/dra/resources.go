@@ -1,0 +1,94 @@
+package dra
+
+import (
+	resourcev1 "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
+	"k8s.io/utils/ptr"
+)
+
+// Capacity names of every GPU device (qualified by the driver name in CEL:
+// device.capacity["gpu.strata.dev"].compute).
+const (
+	// CapacityCompute is the GPU's compute in milli-GPU: 1000 per GPU. A
+	// request without it takes 1000, the whole GPU; a share asks for 1..1000.
+	CapacityCompute resourcev1.QualifiedName = "compute"
+	// CapacityMemory is the GPU's memory in bytes. A request without it
+	// reserves none; a share may reserve some.
+	CapacityMemory resourcev1.QualifiedName = "memory"
+)
+
+// ComputeMilliPerGPU is the compute capacity of one GPU.
+const ComputeMilliPerGPU = 1000
+
+// Device is the ResourceSlice device of one GPU. The GPU allows multiple
+// allocations (DRAConsumableCapacity): the scheduler's allocator sums the
+// capacity that the claims sharing it consume and never goes past the
+// GPU's capacity.
+func Device(g GPU) resourcev1.Device {
+	return resourcev1.Device{
+		Name: g.DeviceName(),
+		Attributes: map[resourcev1.QualifiedName]resourcev1.DeviceAttribute{
+			"model":      {StringValue: ptr.To(g.Model)},
+			"uuid":       {StringValue: ptr.To(g.UUID)},
+			"index":      {IntValue: ptr.To(int64(g.Index))},
+			"migCapable": {BoolValue: ptr.To(g.MIGCapable)},
+			"backend":    {StringValue: ptr.To(g.Backend)},
+		},
+		Capacity: map[resourcev1.QualifiedName]resourcev1.DeviceCapacity{
+			CapacityCompute: {
+				Value: *resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+				RequestPolicy: &resourcev1.CapacityRequestPolicy{
+					Default: resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+					ValidRange: &resourcev1.CapacityRequestPolicyRange{
+						Min: resource.NewQuantity(1, resource.DecimalSI),
+						Max: resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+					},
+				},
+			},
+			CapacityMemory: {
+				Value: *resource.NewQuantity(g.MemoryBytes, resource.BinarySI),
+				RequestPolicy: &resourcev1.CapacityRequestPolicy{
+					Default: resource.NewQuantity(0, resource.BinarySI),
+					ValidRange: &resourcev1.CapacityRequestPolicyRange{
+						Min: resource.NewQuantity(0, resource.BinarySI),
+						Max: resource.NewQuantity(g.MemoryBytes, resource.BinarySI),
+					},
+				},
+			},
+		},
+		AllowMultipleAllocations: ptr.To(true),
+	}
+}
+
+// DriverResources is what the node publishes: one pool named after the
+// node with one slice holding every GPU.
+func DriverResources(nodeName string, gpus []GPU) resourceslice.DriverResources {
+	devices := make([]resourcev1.Device, 0, len(gpus))
+	for _, g := range gpus {
+		devices = append(devices, Device(g))
+	}
+	return resourceslice.DriverResources{
+		Pools: map[string]resourceslice.Pool{
+			nodeName: {Slices: []resourceslice.Slice{{Devices: devices}}},
+		},
+	}
+}
+
+// DeviceClass is the cluster's GPU class, which the server applies; claims
+// name it as deviceClassName "gpu.strata.dev".
+func DeviceClass() *resourcev1.DeviceClass {
+	return &resourcev1.DeviceClass{
+		TypeMeta: metav1.TypeMeta{APIVersion: resourcev1.SchemeGroupVersion.String(), Kind: "DeviceClass"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   DriverName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "strata"},
+		},
+		Spec: resourcev1.DeviceClassSpec{
+			Selectors: []resourcev1.DeviceSelector{{
+				CEL: &resourcev1.CELDeviceSelector{Expression: `device.driver == "` + DriverName + `"`},
+			}},
+		},
+	}
+}
