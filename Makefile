@@ -18,7 +18,7 @@ LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VE
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm generate clean
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless generate clean
 
 all: build
 
@@ -63,6 +63,9 @@ bench-startup: build
 
 bench-admission: build
 	$(GO) run ./bench/admission --bin $(BIN) --n 200 --runs 3
+
+bench-serverless: deps build
+	$(GO) run ./bench/serverless --bin $(BIN) --n 20
 
 bench-wasm: deps build
 	$(GO) run ./bench/wasm --bin $(BIN) --n 20

@@ -32,6 +32,17 @@ func main() {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write([]byte(strings.Repeat("x", n)))
 	})
+	// /sleep?ms=N answers after N ms: a request that holds a replica busy,
+	// for autoscaling tests.
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 10000 {
+			http.Error(w, "ms must be from 0 to 10000", http.StatusBadRequest)
+			return
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		fmt.Fprintf(w, "slept %d ms in pod %s\n", ms, host)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s: pod %s\n", greeting, host)
 	})
