@@ -119,7 +119,7 @@ func TestFGDScorePicksLeastFragmentingGPU(t *testing.T) {
 func TestFGDPrefersNodeThatFragmentsLess(t *testing.T) {
 	f := NewFragmenter(Dist{{Task: Task{NumGPU: 1, GPUMilli: 1000}, P: 1}})
 	task := Task{NumGPU: 1, GPUMilli: 400}
-	used := node("T4", 8000, 600, 1000)  // already broken GPU absorbs the share
+	used := node("T4", 8000, 600, 1000)   // already broken GPU absorbs the share
 	fresh := node("T4", 8000, 1000, 1000) // would break a whole GPU
 	su, _, _ := f.FGDScore(used, task)
 	sf, _, _ := f.FGDScore(fresh, task)
