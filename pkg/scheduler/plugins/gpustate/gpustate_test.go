@@ -102,7 +102,7 @@ func TestNodesFromDRA(t *testing.T) {
 func claim(name string, req resourceapi.ExactDeviceRequest) *resourceapi.ResourceClaim {
 	return &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
-		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu", Exactly: &req}}}},
+		Spec:       resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu", Exactly: &req}}}},
 	}
 }
 
@@ -168,7 +168,9 @@ func TestModelSelectorRoundTrip(t *testing.T) {
 func TestStoreSource(t *testing.T) {
 	s := NewStore()
 	s.AddNode("a", "T4", 2)
-	if err := s.Update("a", func(n *gpushare.Node) error { return gpushare.Place(n, gpushare.Task{NumGPU: 1, GPUMilli: 300}, []int{1}) }); err != nil {
+	if err := s.Update("a", func(n *gpushare.Node) error {
+		return gpushare.Place(n, gpushare.Task{NumGPU: 1, GPUMilli: 300}, []int{1})
+	}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Nodes(context.Background(), []fwk.NodeInfo{nodeInfo("a", 4000, 1<<30)})
