@@ -27,7 +27,7 @@ func main() {
 	seedsFlag := flag.String("seeds", "42-51", "seeds: a range A-B or a comma list")
 	policiesFlag := flag.String("policies", "fgd,bestfit,default", "policies: "+strings.Join(policyNames(), ","))
 	tune := flag.Float64("tune", 1.3, "tune ratio: arrived GPU demand / cluster GPU capacity")
-	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim; dra: by the in-tree DynamicResources plugin (slow)")
+	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim (the only mode so far; see pkg/scheduler/plugins/README.md)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
 	verbose := flag.Bool("v", false, "print every run")
 	flag.Parse()
@@ -60,7 +60,7 @@ func main() {
 		}
 		policies = append(policies, p)
 	}
-	if *mode != "sim" && *mode != "dra" {
+	if *mode != "sim" {
 		fatal(fmt.Errorf("unknown mode %q", *mode))
 	}
 

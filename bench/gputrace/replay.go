@@ -243,9 +243,6 @@ func profile(p Policy, gpuPlugin string) (*config.KubeSchedulerProfile, error) {
 // Replay runs one seed of one policy.
 func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	metrics.Register()
-	if rc.Mode == "dra" {
-		return replayDRA(ctx, rc)
-	}
 	var gpuCap int64
 	store := gpustate.NewStore()
 	var v1nodes []*v1.Node
