@@ -18,7 +18,7 @@ LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VE
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless generate clean
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace generate clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench-serverless: deps build
 
 bench-wasm: deps build
 	$(GO) run ./bench/wasm --bin $(BIN) --n 20
+
+# Replays the FGD paper's GPU trace (../shared/data/gpu-trace-v2023) through
+# kube-scheduler's framework with Strata's GPU plugins; no cluster needed.
+GPUTRACE_ARGS ?= --seeds 42-51 --policies fgd,bestfit,default
+bench-gputrace:
+	$(GO) run ./bench/gputrace $(GPUTRACE_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -190,4 +190,3 @@ func (s *FunctionSpec) Target() int32 {
 	}
 	return *s.TargetConcurrency
 }
-

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config/latest"
+	"k8s.io/kubernetes/pkg/scheduler/backend/cache"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework/plugins"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/kubernetes/pkg/scheduler/metrics"
+
+	"github.com/strata-dev/strata/pkg/gpushare"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpusim"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
+)
+
+// Policy is a scheduler profile to compare.
+type Policy struct {
+	Name      string
+	Doc       string
+	Score     []config.Plugin
+	Picker    string  // GPU choice within the node: fgd, bestfit, first
+	Published float64 // the paper's figure at 130%, 0 if none
+}
+
+var policyList = []Policy{
+	{Name: "fgd", Doc: "Strata default: StrataGPUFrag, GPU within the node chosen by FGD (the paper)",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", Published: 95.39},
+	{Name: "fgd-first", Doc: "StrataGPUFrag for the node, GPU within it = first fit (what DRA's allocator does in the product)",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "first"},
+	{Name: "bestfit", Doc: "the paper's best-fit baseline: StrataGPUBestFit, tightest GPU within the node",
+		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
+	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
+		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
+}
+
+func policyNames() []string {
+	var out []string
+	for _, p := range policyList {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func policyByName(n string) (Policy, bool) {
+	for _, p := range policyList {
+		if p.Name == n {
+			return p, true
+		}
+	}
+	return Policy{}, false
+}
+
+// ReplayConfig is one run.
+type ReplayConfig struct {
+	Nodes  []TraceNode
+	Pods   []TracePod
+	Seed   int64
+	Tune   float64
+	Policy Policy
+	Mode   string
+	// Fragmenter is shared between runs (same distribution, shared memo).
+	Fragmenter *gpushare.Fragmenter
+}
+
+// Result of one run.
+type Result struct {
+	Pods, Scheduled        int
+	AllocAt100, AllocAtEnd float64 // % of GPU capacity
+	PodsPerSec             float64
+	Placements             []string // node:gpus per pod in arrival order ("" = unscheduled)
+}
+
+// Workload builds the arrival sequence of the paper's protocol: all trace
+// pods, plus copies drawn uniformly at random until the GPU demand would
+// pass tune x capacity (or random pods removed while above it), shuffled.
+// Like the paper's simulator, the stop test compares the drawn pod's
+// per-GPU request.
+func Workload(pods []TracePod, gpuCap int64, tune float64, rng *rand.Rand) []TracePod {
+	out := append([]TracePod(nil), pods...)
+	var total int64
+	for _, p := range out {
+		total += p.Task.GPUTotal()
+	}
+	target := tune * float64(gpuCap)
+	if float64(total) > target {
+		for float64(total) > target && len(out) > 0 {
+			i := rng.IntN(len(out))
+			total -= out[i].Task.GPUTotal()
+			out = append(out[:i], out[i+1:]...)
+		}
+	} else {
+		for i := 0; ; i++ {
+			p := pods[rng.IntN(len(pods))]
+			if float64(total+p.Task.GPUMilli) > target {
+				break
+			}
+			p.Name += "-tuned-" + strconv.Itoa(i)
+			total += p.Task.GPUTotal()
+			out = append(out, p)
+		}
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+const namespace = "replay"
+
+func makeNode(n TraceNode) *v1.Node {
+	rl := v1.ResourceList{
+		v1.ResourceCPU:    *resource.NewMilliQuantity(n.CPU, resource.DecimalSI),
+		v1.ResourceMemory: *resource.NewQuantity(n.MemMiB<<20, resource.BinarySI),
+		v1.ResourcePods:   *resource.NewQuantity(100000, resource.DecimalSI),
+	}
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: types.UID("node-" + n.Name), Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
+		Status:     v1.NodeStatus{Capacity: rl, Allocatable: rl, Phase: v1.NodeRunning},
+	}
+}
+
+// makePod expresses a trace task the way the product does: CPU and memory
+// as container requests, GPUs as a ResourceClaim of class gpu.strata.dev.
+func makePod(i int, p TracePod) (*v1.Pod, *resourceapi.ResourceClaim) {
+	name := fmt.Sprintf("p%05d-%s", i, p.Name)
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, UID: types.UID(name)},
+		Spec: v1.PodSpec{
+			SchedulerName: v1.DefaultSchedulerName,
+			Containers: []v1.Container{{Name: "main", Image: "pause", Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
+				v1.ResourceCPU:    *resource.NewMilliQuantity(p.Task.CPU, resource.DecimalSI),
+				v1.ResourceMemory: *resource.NewQuantity(p.Task.Mem<<20, resource.BinarySI),
+			}}}},
+		},
+	}
+	if p.Task.NumGPU == 0 {
+		return pod, nil
+	}
+	claimName := name + "-gpu"
+	req := resourceapi.DeviceRequest{Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{
+		DeviceClassName: gpustate.DriverName,
+		AllocationMode:  resourceapi.DeviceAllocationModeExactCount,
+		Count:           int64(p.Task.NumGPU),
+	}}
+	if p.Task.IsShare() {
+		req.Exactly.Capacity = &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{
+			gpustate.CapacityCompute: *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI),
+		}}
+	}
+	if p.Task.Models != "" {
+		req.Exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpustate.ModelSelector(splitModels(p.Task.Models))}}}
+	}
+	claim := &resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: claimName, Namespace: namespace, UID: types.UID(claimName)},
+		Spec:       resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{req}}},
+	}
+	if p.Task.NumGPU > 1 {
+		uuid := resourceapi.FullyQualifiedName(gpustate.DriverName + "/" + gpustate.AttrUUID)
+		claim.Spec.Devices.Constraints = []resourceapi.DeviceConstraint{{Requests: []string{"gpu"}, DistinctAttribute: &uuid}}
+	}
+	pod.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: &claimName}}
+	pod.Spec.Containers[0].Resources.Claims = []v1.ResourceClaim{{Name: "gpu"}}
+	return pod, claim
+}
+
+func splitModels(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '|' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func picker(name string, f *gpushare.Fragmenter) gpushare.Picker {
+	switch name {
+	case "fgd":
+		return f.PickFGD
+	case "bestfit":
+		return gpushare.PickBestFit
+	default:
+		return gpushare.PickFirst
+	}
+}
+
+// profile returns kube-scheduler's default profile with the plugin set of
+// the policy: NodeResourcesFit filters CPU and memory, the GPU plugin
+// (StrataGPUSim, or DynamicResources in dra mode) filters and reserves
+// GPUs, the policy's plugins score. percentageOfNodesToScore is 100 as in
+// the paper.
+func profile(p Policy, gpuPlugin string) (*config.KubeSchedulerProfile, error) {
+	cfg, err := latest.Default()
+	if err != nil {
+		return nil, err
+	}
+	prof := cfg.Profiles[0]
+	set := func(names ...string) config.PluginSet {
+		var ps config.PluginSet
+		for _, n := range names {
+			ps.Enabled = append(ps.Enabled, config.Plugin{Name: n})
+		}
+		return ps
+	}
+	pct := int32(100)
+	prof.PercentageOfNodesToScore = &pct
+	prof.Plugins = &config.Plugins{
+		QueueSort: set("PrioritySort"),
+		PreFilter: set("NodeResourcesFit", gpuPlugin),
+		Filter:    set("NodeResourcesFit", gpuPlugin),
+		PreScore:  set(),
+		Score:     config.PluginSet{Enabled: p.Score},
+		Reserve:   set(gpuPlugin),
+		Bind:      set("DefaultBinder"),
+	}
+	for _, s := range p.Score {
+		prof.Plugins.PreScore.Enabled = append(prof.Plugins.PreScore.Enabled, config.Plugin{Name: s.Name})
+	}
+	return &prof, nil
+}
+
+// Replay runs one seed of one policy.
+func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
+	metrics.Register()
+	var gpuCap int64
+	store := gpustate.NewStore()
+	var v1nodes []*v1.Node
+	for _, n := range rc.Nodes {
+		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
+		store.AddNode(n.Name, n.Model, n.GPUs)
+		v1nodes = append(v1nodes, makeNode(n))
+	}
+	frag := rc.Fragmenter
+	if frag == nil {
+		frag = sharedFragmenter(rc.Pods)
+	}
+	rng := rand.New(rand.NewPCG(uint64(rc.Seed), 0x5eed))
+	work := Workload(rc.Pods, gpuCap, rc.Tune, rng)
+
+	registry := plugins.NewInTreeRegistry()
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag})); err != nil {
+		return Result{}, err
+	}
+	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
+		return Result{}, err
+	}
+	if err := registry.Register(gpusim.Name, gpusim.Factory(store, picker(rc.Policy.Picker, frag), nil)); err != nil {
+		return Result{}, err
+	}
+	prof, err := profile(rc.Policy, gpusim.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	snapshot := cache.NewSnapshot(nil, v1nodes)
+	client := fake.NewClientset()
+	fw, err := frameworkruntime.NewFramework(ctx, registry, prof,
+		frameworkruntime.WithSnapshotSharedLister(snapshot),
+		frameworkruntime.WithClientSet(client),
+		frameworkruntime.WithInformerFactory(informers.NewSharedInformerFactory(client, 0)),
+		frameworkruntime.WithParallelism(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		return Result{}, fmt.Errorf("framework: %w", err)
+	}
+	podsIn := make([]*v1.Pod, len(work))
+	for i, p := range work {
+		pod, claim := makePod(i, p)
+		if claim != nil {
+			store.AddClaim(claim)
+		}
+		podsIn[i] = pod
+	}
+	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, nil)
+}
+
+var fragCache = map[string]*gpushare.Fragmenter{}
+
+// sharedFragmenter is the paper's task distribution: the trace's pods
+// (CPU-only pods included) by type, the most popular covering 95%.
+func sharedFragmenter(pods []TracePod) *gpushare.Fragmenter {
+	key := fmt.Sprintf("%p/%d", &pods[0], len(pods))
+	if f, ok := fragCache[key]; ok {
+		return f
+	}
+	tasks := make([]gpushare.Task, len(pods))
+	for i, p := range pods {
+		tasks[i] = p.Task
+	}
+	f := gpushare.NewFragmenter(gpushare.TypicalDist(tasks, 0.95))
+	fragCache[key] = f
+	return f
+}
+
+// afterPlace lets dra mode commit claim allocations after Reserve.
+type afterPlace func(ctx context.Context, pod *v1.Pod, node string) (string, error)
+
+// run schedules the pods one at a time with the framework: PreFilter,
+// Filter on every node, PreScore, Score, host selection (highest total
+// score, ties broken uniformly at random as kube-scheduler's selectHost
+// does, but with a seeded generator), Reserve, then the pod is added to
+// the snapshot's NodeInfo. Nothing departs.
+func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, work []TracePod, pods []*v1.Pod, gpuCap int64, seed int64, after afterPlace) (Result, error) {
+	all, err := snapshot.NodeInfos().List()
+	if err != nil {
+		return Result{}, err
+	}
+	tie := rand.New(rand.NewPCG(uint64(seed), 0x7153))
+	res := Result{Pods: len(work), Placements: make([]string, len(work))}
+	var allocated, arrived int64
+	at100 := false
+	feasible := make([]bool, len(all))
+	start := time.Now()
+	for i, pod := range pods {
+		task := work[i].Task
+		arrived += task.GPUTotal()
+		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie)
+		if err != nil {
+			return res, err
+		}
+		if host != "" {
+			if st := fw.RunReservePluginsReserve(ctx, cs, pod, host); !st.IsSuccess() {
+				fw.RunReservePluginsUnreserve(ctx, cs, pod, host)
+				if st.Code() == fwk.Error {
+					return res, fmt.Errorf("reserve %s on %s: %w", pod.Name, host, st.AsError())
+				}
+				host = ""
+			}
+		}
+		if host != "" {
+			ni, err := snapshot.NodeInfos().Get(host)
+			if err != nil {
+				return res, err
+			}
+			p := pod.DeepCopy()
+			p.Spec.NodeName = host
+			ni.(*framework.NodeInfo).AddPod(p)
+			allocated += task.GPUTotal()
+			res.Scheduled++
+			res.Placements[i] = host
+			if after != nil {
+				if g, err := after(ctx, pod, host); err != nil {
+					return res, err
+				} else {
+					res.Placements[i] += ":" + g
+				}
+			}
+		}
+		if !at100 && float64(arrived) >= float64(gpuCap) {
+			at100 = true
+			res.AllocAt100 = 100 * float64(allocated) / float64(gpuCap)
+		}
+	}
+	el := time.Since(start)
+	res.AllocAtEnd = 100 * float64(allocated) / float64(gpuCap)
+	if !at100 {
+		res.AllocAt100 = res.AllocAtEnd
+	}
+	res.PodsPerSec = float64(len(pods)) / el.Seconds()
+	return res, nil
+}
+
+// scheduleOne runs one scheduling cycle up to host selection.
+func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand) (string, fwk.CycleState, error) {
+	cs := framework.NewCycleState()
+	_, st, _ := fw.RunPreFilterPlugins(ctx, cs, pod)
+	if !st.IsSuccess() {
+		if st.Code() == fwk.Error {
+			return "", cs, fmt.Errorf("prefilter %s: %w", pod.Name, st.AsError())
+		}
+		return "", cs, nil
+	}
+	var errs atomic.Pointer[fwk.Status]
+	fw.Parallelizer().Until(ctx, len(all), func(i int) {
+		s := fw.RunFilterPlugins(ctx, cs, pod, all[i])
+		feasible[i] = s.IsSuccess()
+		if s.Code() == fwk.Error {
+			errs.Store(s)
+		}
+	}, "filter")
+	if s := errs.Load(); s != nil {
+		return "", cs, fmt.Errorf("filter %s: %w", pod.Name, s.AsError())
+	}
+	var nodes []fwk.NodeInfo
+	for i, ok := range feasible {
+		if ok {
+			nodes = append(nodes, all[i])
+		}
+	}
+	if len(nodes) == 0 {
+		return "", cs, nil
+	}
+	if len(nodes) == 1 {
+		return nodes[0].Node().Name, cs, nil
+	}
+	if st := fw.RunPreScorePlugins(ctx, cs, pod, nodes); !st.IsSuccess() {
+		return "", cs, fmt.Errorf("prescore %s: %w", pod.Name, st.AsError())
+	}
+	scores, st := fw.RunScorePlugins(ctx, cs, pod, nodes)
+	if !st.IsSuccess() {
+		return "", cs, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
+	}
+	best, n := -1, 0
+	for i, s := range scores {
+		switch {
+		case best < 0 || s.TotalScore > scores[best].TotalScore:
+			best, n = i, 1
+		case s.TotalScore == scores[best].TotalScore:
+			n++
+			if tie.IntN(n) == 0 {
+				best = i
+			}
+		}
+	}
+	return scores[best].Name, cs, nil
+}

@@ -1,0 +1,183 @@
+package gpustate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/dynamic-resource-allocation/structured"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/gpushare"
+)
+
+func nodeInfo(name string, cpuMilli, memBytes int64, pods ...*v1.Pod) fwk.NodeInfo {
+	rl := v1.ResourceList{
+		v1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+		v1.ResourceMemory: *resource.NewQuantity(memBytes, resource.BinarySI),
+		v1.ResourcePods:   *resource.NewQuantity(110, resource.DecimalSI),
+	}
+	ni := framework.NewNodeInfo(pods...)
+	ni.SetNode(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1.NodeStatus{Allocatable: rl, Capacity: rl}})
+	return ni
+}
+
+// gpuSlice is the ResourceSlice the Strata DRA driver publishes.
+func gpuSlice(node, model string, n int) *resourceapi.ResourceSlice {
+	s := &resourceapi.ResourceSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: node + "-gpu"},
+		Spec: resourceapi.ResourceSliceSpec{
+			Driver:   DriverName,
+			Pool:     resourceapi.ResourcePool{Name: node, ResourceSliceCount: 1},
+			NodeName: ptr.To(node),
+		},
+	}
+	// Listed in reverse to check that the index attribute, not the order, places a GPU.
+	for i := n - 1; i >= 0; i-- {
+		s.Spec.Devices = append(s.Spec.Devices, resourceapi.Device{
+			Name: fmt.Sprintf("gpu-%d", i),
+			Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
+				AttrModel: {StringValue: ptr.To(model)},
+				AttrUUID:  {StringValue: ptr.To(fmt.Sprintf("GPU-%s-%d", node, i))},
+				AttrIndex: {IntValue: ptr.To(int64(i))},
+			},
+			Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
+				CapacityCompute: {Value: resource.MustParse("1000")},
+				"memory":        {Value: resource.MustParse("16Gi")},
+			},
+			AllowMultipleAllocations: ptr.To(true),
+		})
+	}
+	return s
+}
+
+func TestNodesFromDRA(t *testing.T) {
+	busy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "busy"}, Spec: v1.PodSpec{NodeName: "a", Containers: []v1.Container{{
+		Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("3"), v1.ResourceMemory: resource.MustParse("1Gi")}}}}}}
+	nodes := []fwk.NodeInfo{nodeInfo("a", 16000, 64<<30, busy), nodeInfo("b", 8000, 32<<30), nodeInfo("cpu", 4000, 8<<30)}
+	slicesIn := []*resourceapi.ResourceSlice{
+		gpuSlice("a", "T4", 4),
+		gpuSlice("b", "V100M32", 2),
+		gpuSlice("elsewhere", "A10", 1), // node not among the candidates
+		{Spec: resourceapi.ResourceSliceSpec{Driver: "other.dev", NodeName: ptr.To("a"), Pool: resourceapi.ResourcePool{Name: "x"},
+			Devices: []resourceapi.Device{{Name: "nic"}}}},
+	}
+	q := func(v int64) *resource.Quantity { return resource.NewQuantity(v, resource.DecimalSI) }
+	id := func(node string, i int) structured.DeviceID {
+		return structured.MakeDeviceID(DriverName, node, fmt.Sprintf("gpu-%d", i))
+	}
+	alloc := &structured.AllocatedState{
+		AllocatedDevices: sets.New(id("b", 1)), // allocated without consumable capacity: fully used
+		AggregatedCapacity: structured.ConsumedCapacityCollection{
+			id("a", 0): {CapacityCompute: q(250)},
+			id("a", 2): {CapacityCompute: q(1000)}, // whole GPU through a shareable device
+			id("a", 3): {CapacityCompute: q(470)},
+		},
+	}
+	got := NodesFromDRA(nodes, slicesIn, alloc)
+	want := map[string]gpushare.Node{
+		"a":   {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530}},
+		"b":   {Name: "b", Model: "V100M32", CPUFree: 8000, MemFree: 32 << 30, GPUFree: []int64{1000, 0}},
+		"cpu": {Name: "cpu", CPUFree: 4000, MemFree: 8 << 30},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d nodes: %v", len(got), got)
+	}
+	for k, w := range want {
+		g := got[k]
+		if g.Name != w.Name || g.Model != w.Model || g.CPUFree != w.CPUFree || g.MemFree != w.MemFree || !slices.Equal(g.GPUFree, w.GPUFree) {
+			t.Errorf("node %s = %v, want %v", k, g, w)
+		}
+	}
+}
+
+func claim(name string, req resourceapi.ExactDeviceRequest) *resourceapi.ResourceClaim {
+	return &resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
+		Spec:       resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu", Exactly: &req}}}},
+	}
+}
+
+func TestPodTask(t *testing.T) {
+	compute := func(v int64) *resourceapi.CapacityRequirements {
+		return &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{CapacityCompute: *resource.NewQuantity(v, resource.DecimalSI)}}
+	}
+	store := NewStore()
+	store.AddClaim(claim("share", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1, Capacity: compute(250)}))
+	store.AddClaim(claim("four", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 4,
+		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: ModelSelector([]string{"V100M16", "V100M32"})}}}}))
+	store.AddClaim(claim("nic", resourceapi.ExactDeviceRequest{DeviceClassName: "nic.example.com"}))
+	pod := func(claimName string, tmpl bool) *v1.Pod {
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: v1.PodSpec{Containers: []v1.Container{{
+			Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2"), v1.ResourceMemory: resource.MustParse("1Mi")}}}}}}
+		if claimName == "" {
+			return p
+		}
+		if tmpl {
+			p.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: ptr.To("t")}}
+			p.Status.ResourceClaimStatuses = []v1.PodResourceClaimStatus{{Name: "gpu", ResourceClaimName: ptr.To(claimName)}}
+		} else {
+			p.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: ptr.To(claimName)}}
+		}
+		return p
+	}
+	cases := []struct {
+		name   string
+		pod    *v1.Pod
+		want   gpushare.Task
+		hasGPU bool
+		err    bool
+	}{
+		{"cpu only", pod("", false), gpushare.Task{CPU: 2000, Mem: 1 << 20}, false, false},
+		{"share", pod("share", false), gpushare.Task{CPU: 2000, Mem: 1 << 20, NumGPU: 1, GPUMilli: 250}, true, false},
+		{"four whole with models, via template", pod("four", true), gpushare.Task{CPU: 2000, Mem: 1 << 20, NumGPU: 4, GPUMilli: 1000, Models: "V100M16|V100M32"}, true, false},
+		{"other driver", pod("nic", false), gpushare.Task{CPU: 2000, Mem: 1 << 20}, false, false},
+		{"missing claim", pod("gone", false), gpushare.Task{}, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, has, err := PodTask(c.pod, store.Claims)
+			if (err != nil) != c.err {
+				t.Fatalf("err = %v", err)
+			}
+			if err == nil && (got != c.want || has != c.hasGPU) {
+				t.Errorf("PodTask = %v %v, want %v %v", got, has, c.want, c.hasGPU)
+			}
+		})
+	}
+}
+
+func TestModelSelectorRoundTrip(t *testing.T) {
+	m := []string{"A10", "G2"}
+	if got := ModelsFromSelector(ModelSelector(m)); !slices.Equal(got, m) {
+		t.Errorf("round trip = %v", got)
+	}
+	if got := ModelsFromSelector(`device.attributes["gpu.strata.dev"].memory > 1`); got != nil {
+		t.Errorf("foreign selector parsed as %v", got)
+	}
+}
+
+func TestStoreSource(t *testing.T) {
+	s := NewStore()
+	s.AddNode("a", "T4", 2)
+	if err := s.Update("a", func(n *gpushare.Node) error {
+		return gpushare.Place(n, gpushare.Task{NumGPU: 1, GPUMilli: 300}, []int{1})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Nodes(context.Background(), []fwk.NodeInfo{nodeInfo("a", 4000, 1<<30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got["a"]; n.Model != "T4" || n.CPUFree != 4000 || !slices.Equal(n.GPUFree, []int64{1000, 700}) {
+		t.Errorf("store node = %v", n)
+	}
+}
