@@ -49,7 +49,7 @@ vet:
 	@out=$$(gofmt -l api config cmd pkg examples test bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 test-unit:
-	$(GO) test ./cmd/... ./pkg/... ./examples/...
+	$(GO) test ./cmd/... ./pkg/... ./examples/... ./bench/...
 
 # test/wasm drives the wasm shim through a private containerd's CRI (no
 # server); -p 1 keeps it from competing with the server suite for the CPU.

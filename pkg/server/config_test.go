@@ -23,6 +23,9 @@ func TestValidate(t *testing.T) {
 		{"ipv6 service cidr", func(c *Config) { c.ServiceCIDR = "fd00::/108" }, "--service-cidr"},
 		{"unknown pod security level", func(c *Config) { c.PodSecurity = "strict" }, "--pod-security \"strict\" is not a Pod Security level: use one of restricted, baseline, privileged"},
 		{"no node name", func(c *Config) { c.NodeName = "" }, "--node-name is empty"},
+		{"gateway port out of range", func(c *Config) { c.GatewayPort = -1 }, "--gateway-port -1 is out of range"},
+		{"metrics port out of range", func(c *Config) { c.MetricsPort = 65536 }, "--metrics-port 65536 is out of range"},
+		{"bad function domain", func(c *Config) { c.FunctionDomain = "Not_A_Domain" }, "--function-domain \"Not_A_Domain\""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
