@@ -12,7 +12,13 @@ STRATA_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || ec
 # The last commit's date, not now: an unchanged tree links the same binary.
 BUILD_DATE := $(shell git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
-LDFLAGS := -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VERSION) \
+# go-nvml (pkg/dra) leaves NVML's symbols for dlopen to resolve, which needs
+# lazy binding; Go links cgo binaries with -z now, under which strata (and
+# any test binary importing pkg/dra) would not start on a machine without
+# NVIDIA's library. Every go command run from here links with -z lazy.
+LAZY := -extldflags=-Wl,-z,lazy
+export GOFLAGS := -ldflags=$(LAZY)
+LDFLAGS := $(LAZY) -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(STRATA_VERSION) \
   $(foreach p,$(VERSION_PKGS),-X $(p).gitVersion=$(K8S_VERSION)+strata -X $(p).gitMajor=1 -X $(p).gitMinor=$(K8S_MINOR) \
   -X $(p).gitTreeState=clean -X $(p).buildDate=$(BUILD_DATE))
 # Images run without a base layer, so their programs are static.
@@ -33,6 +39,7 @@ build:
 	$(STATIC) -o $(BIN)/hello ./examples/hello
 	$(STATIC) -o $(BIN)/netcheck ./examples/netcheck
 	$(STATIC) -o $(BIN)/containerd-shim-strata-wasm-v1 ./cmd/containerd-shim-strata-wasm-v1
+	$(STATIC) -o $(BIN)/strata-runc ./cmd/strata-runc
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-hello.wasm ./examples/wasm-hello
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-http.wasm ./examples/wasm-http
 	$(GO) run ./examples/wasm-static -o $(BIN)/wasm-static.wasm --size 1024

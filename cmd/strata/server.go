@@ -55,6 +55,9 @@ data dir to get the same cluster back.`,
 	f.IntVar(&cfg.GatewayPort, "gateway-port", cfg.GatewayPort, "port of the functions' HTTP gateway, on --bind-address")
 	f.StringVar(&cfg.FunctionDomain, "function-domain", cfg.FunctionDomain, "functions answer at http://<function>.<namespace>.DOMAIN:<gateway-port>/ (the default, localhost, resolves to loopback)")
 	f.IntVar(&cfg.MetricsPort, "metrics-port", cfg.MetricsPort, "port on loopback serving Strata's Prometheus metrics at /metrics")
+	f.StringVar(&cfg.GPUBackend, "gpu-backend", cfg.GPUBackend, "GPU inventory of the node's DRA driver: auto (NVML when NVIDIA's library is present, else --simulated-gpus, else no GPUs), nvml or simulated")
+	f.StringVar(&cfg.SimulatedGPUs, "simulated-gpus", "", "simulated GPUs for machines without any, e.g. 4xA100-80GB or 2xA100-80GB,1xT4-16GB")
+	f.StringVar(&cfg.SimulatedGPUsFile, "simulated-gpus-file", "", "file with a simulated GPU inventory (same syntax, one entry per line, # comments)")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
 	return cmd
 }

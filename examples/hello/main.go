@@ -43,6 +43,16 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %d ms in pod %s\n", ms, host)
 	})
+	// /env?prefix=P lists the environment variables starting with P: how a
+	// pod sees what it was granted (GPU devices and shares, for one).
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		prefix := r.URL.Query().Get("prefix")
+		for _, kv := range os.Environ() {
+			if strings.HasPrefix(kv, prefix) {
+				fmt.Fprintln(w, kv)
+			}
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s: pod %s\n", greeting, host)
 	})

@@ -40,6 +40,8 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--profiling=false",
 		"--enable-priority-and-fairness=true",
+		"--feature-gates=" + FeatureGates,
+		"--runtime-config=" + runtimeConfig,
 	}
 }
 

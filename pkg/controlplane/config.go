@@ -41,6 +41,7 @@ func (c *Config) CAFile() string              { return filepath.Join(c.PKIDir(),
 func (c *Config) AdminKubeconfig() string     { return filepath.Join(c.DataDir, "admin.kubeconfig") }
 func (c *Config) KubeletKubeconfig() string   { return c.kubeconfigPath("kubelet") }
 func (c *Config) KubeProxyKubeconfig() string { return c.kubeconfigPath("kube-proxy") }
+func (c *Config) SchedulerKubeconfig() string { return c.kubeconfigPath("scheduler") }
 
 // PublishAdminKubeconfig copies the admin kubeconfig that EnsurePKI wrote
 // to AdminKubeconfig, where users and tools look for it. The server calls
@@ -179,3 +180,12 @@ func (c *Config) EnsurePKI() error {
 	}
 	return nil
 }
+
+// FeatureGates are the gates Strata turns on in every component. Gang
+// scheduling needs the PodGroup API (scheduling.k8s.io/v1beta1) and the
+// GangScheduling plugin, both behind GenericWorkload (beta, off upstream).
+// The components share one process, so they must agree.
+const FeatureGates = "GenericWorkload=true"
+
+// runtimeConfig enables the beta API versions those gates need.
+const runtimeConfig = "scheduling.k8s.io/v1beta1=true"

@@ -27,6 +27,7 @@ func (c *Config) controllerManagerArgs() []string {
 		"--secure-port=0",
 		"--profiling=false",
 		"--controllers=*",
+		"--feature-gates=" + FeatureGates,
 	}
 }
 

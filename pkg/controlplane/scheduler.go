@@ -21,6 +21,7 @@ func (c *Config) schedulerArgs() []string {
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--profiling=false",
+		"--feature-gates=" + FeatureGates,
 	}
 }
 

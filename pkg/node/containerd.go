@@ -42,6 +42,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+{{- if .RuncBinary}}
+        BinaryName = "{{.RuncBinary}}"
+{{- end}}
 {{- range .ExtraRuntimes}}
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{{.Name}}]
       runtime_type = "{{.Type}}"
@@ -79,6 +82,10 @@ type Containerd struct {
 	CNIConfDir       string
 	RegistryHostsDir string
 	ExtraRuntimes    []Runtime
+	// RuncBinary replaces runc for the default runtime (the DRA GPU
+	// driver's wrapper, which applies CDI devices that containerd 1.6
+	// ignores); empty means runc from PATH.
+	RuncBinary string
 	// Env is added to containerd's environment, which its shims inherit
 	// (PATH is how containerd finds a runtime's shim binary).
 	Env     []string

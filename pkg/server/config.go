@@ -53,6 +53,11 @@ type Config struct {
 	FunctionDomain string
 	// MetricsPort serves Strata's Prometheus metrics on loopback.
 	MetricsPort int
+	// GPUBackend is auto, nvml or simulated (see pkg/dra).
+	GPUBackend string
+	// SimulatedGPUs / SimulatedGPUsFile give a simulated GPU inventory,
+	// e.g. 4xA100-80GB.
+	SimulatedGPUs, SimulatedGPUsFile string
 	// Verbosity is klog's -v for the components' log file.
 	Verbosity int
 
@@ -82,6 +87,7 @@ func Defaults() Config {
 		MetricsPort:   9464,
 
 		FunctionDomain: "localhost",
+		GPUBackend:     "auto",
 
 		UnmatchedImages:    string(imagepolicy.UnmatchedDeny),
 		ImageVerifyTimeout: imagepolicy.DefaultOptions().Timeout,
@@ -132,6 +138,11 @@ func (c *Config) Validate() error {
 	}
 	if errs := validation.IsDNS1123Subdomain(c.FunctionDomain); len(errs) > 0 {
 		return fmt.Errorf("--function-domain %q: %s; use a DNS name such as localhost or fn.example.com", c.FunctionDomain, strings.Join(errs, "; "))
+	}
+	switch c.GPUBackend {
+	case "auto", "nvml", "simulated":
+	default:
+		return fmt.Errorf("--gpu-backend %q: use auto (NVML if present, else --simulated-gpus), nvml or simulated", c.GPUBackend)
 	}
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")

@@ -14,7 +14,9 @@ import (
 
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/dns"
+	"github.com/strata-dev/strata/pkg/dra"
 	"github.com/strata-dev/strata/pkg/node"
+	"github.com/strata-dev/strata/pkg/scheduler"
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/signing"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +62,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var containerdBin, cniBinDir, pauseBin, wasmShim string
+	var containerdBin, cniBinDir, pauseBin, wasmShim, runcWrapper string
+	var gpus []dra.GPU
 	if !cfg.DisableAgent {
 		if containerdBin, err = node.FindContainerd(cfg.Containerd); err != nil {
 			return err
@@ -72,6 +75,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		wasmShim = findWasmShim()
+		if gpus, err = gpuInventory(ctx, &cfg); err != nil {
+			return err
+		}
+		if len(gpus) > 0 {
+			if runcWrapper, err = findRuncWrapper(); err != nil {
+				return err
+			}
+		}
 	}
 	bind := cfg.BindAddress
 	ports := []portUse{
@@ -169,6 +180,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// containerd and the pause image do not need the API: start them now.
 	var ctrd *node.Containerd
 	nodeReady := make(chan error, 1)
+	// CDI specs are runtime state: gone at reboot, rewritten by the driver.
+	cdiDir := filepath.Join("/run/strata", shortID(cfg.DataDir), "cdi")
 	if !cfg.DisableAgent {
 		ctrd = &node.Containerd{
 			Binary:           containerdBin,
@@ -180,6 +193,10 @@ func Run(ctx context.Context, cfg Config) error {
 			CNIConfDir:       net0.ConfDir,
 			RegistryHostsDir: cfg.path("containerd", "certs.d"),
 			LogFile:          cfg.path("logs", "containerd.log"),
+		}
+		if runcWrapper != "" {
+			ctrd.RuncBinary = runcWrapper
+			ctrd.Env = append(ctrd.Env, "STRATA_RUNC_POD_DIR="+cfg.path("dra", "pods"), "STRATA_RUNC_CDI_DIR="+cdiDir)
 		}
 		if wasmShim != "" {
 			ctrd.AddWasmRuntime(wasmShim, cfg.path("wasm-cache"), filepath.Join("/run/strata", shortID(cfg.DataDir), "s"))
@@ -202,7 +219,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return controlplane.RunControllerManager(ctx, cp, nil)
 	})
 	goRun("kube-scheduler", func(ctx context.Context) error {
-		return controlplane.RunScheduler(ctx, cp, nil)
+		args, err := writeSchedulerConfig(&cfg, cp.SchedulerKubeconfig())
+		if err != nil {
+			return err
+		}
+		return controlplane.RunScheduler(ctx, cp, args, scheduler.Plugins()...)
 	})
 
 	if !cfg.DisableAgent {
@@ -248,9 +269,22 @@ func Run(ctx context.Context, cfg Config) error {
 			})
 		})
 		go func() {
-			if err := waitNodeReady(runCtx, admin, cfg.NodeName, start); err == nil {
-				say("node %s Ready", cfg.NodeName)
+			if err := waitNodeReady(runCtx, admin, cfg.NodeName, start); err != nil {
+				return
 			}
+			say("node %s Ready", cfg.NodeName)
+			if len(gpus) == 0 {
+				return
+			}
+			nodeClient, err := clientFor(cp.KubeletKubeconfig())
+			if err == nil {
+				err = startGPUDriver(runCtx, &cfg, nodeClient, gpus, cdiDir)
+			}
+			if err != nil {
+				fatal <- fmt.Errorf("GPU driver: %w", err)
+				return
+			}
+			say("GPU driver: %d %s GPU(s) published as DeviceClass %s", len(gpus), gpus[0].Backend, dra.DriverName)
 		}()
 	}
 	key, err := signingKey()
@@ -266,6 +300,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err == nil {
 		err = startServerless(runCtx, &cfg, supervisorREST)
+	}
+	if err == nil {
+		err = ensureGPUObjects(runCtx, admin)
 	}
 	if err != nil {
 		cancel()

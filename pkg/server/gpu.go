@@ -1,0 +1,106 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/dra"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/scheduler"
+)
+
+// Priority classes for GPU workloads: latency-sensitive inference is
+// scheduled first and may preempt best-effort pods; best-effort pods never
+// preempt anything.
+const (
+	PriorityLatencySensitive = "strata-latency-sensitive"
+	PriorityBestEffort       = "strata-best-effort"
+)
+
+// gpuInventory finds the node's GPUs with the configured backend. A
+// machine without NVIDIA's library and without --simulated-gpus has none,
+// and the node runs without the GPU driver.
+func gpuInventory(ctx context.Context, cfg *Config) ([]dra.GPU, error) {
+	opts := dra.Options{Backend: cfg.GPUBackend, Simulated: cfg.SimulatedGPUs, SimulatedFile: cfg.SimulatedGPUsFile, NodeName: cfg.NodeName}
+	gpus, err := dra.Inventory(ctx, opts)
+	if err != nil {
+		if errors.Is(err, dra.ErrNVMLUnavailable) && (cfg.GPUBackend == "" || cfg.GPUBackend == "auto") && cfg.SimulatedGPUs == "" && cfg.SimulatedGPUsFile == "" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GPUs: %w", err)
+	}
+	return gpus, nil
+}
+
+// findRuncWrapper returns strata-runc next to the strata binary.
+func findRuncWrapper() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(exe), "strata-runc")
+	if !fileutil.Exists(p) {
+		return "", fmt.Errorf("GPUs: %s is missing; it applies the GPU driver's devices to containers (build it with make build)", p)
+	}
+	return p, nil
+}
+
+// startGPUDriver runs the DRA GPU driver with the node's credentials.
+func startGPUDriver(ctx context.Context, cfg *Config, nodeClient kubernetes.Interface, gpus []dra.GPU, cdiDir string) error {
+	_, err := dra.Start(ctx, dra.Config{
+		NodeName:      cfg.NodeName,
+		Client:        nodeClient,
+		RegistrarDir:  cfg.path("kubelet", "plugins_registry"),
+		PluginDataDir: cfg.path("kubelet", "plugins", dra.DriverName),
+		CDIDir:        cdiDir,
+		StateDir:      cfg.path("dra"),
+		GPUs:          gpus,
+	})
+	return err
+}
+
+// ensureGPUObjects creates the GPU DeviceClass and the GPU priority
+// classes, cluster-wide objects that exist whether or not this node has
+// GPUs (claims for an unknown class are refused with a clear error).
+func ensureGPUObjects(ctx context.Context, client kubernetes.Interface) error {
+	if _, err := client.ResourceV1().DeviceClasses().Create(ctx, dra.DeviceClass(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create DeviceClass %s: %w", dra.DriverName, err)
+	}
+	never := ptr.To(corev1.PreemptNever)
+	for _, pc := range []*schedulingv1.PriorityClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: PriorityLatencySensitive}, Value: 100000,
+			Description: "Latency-sensitive (inference) pods: scheduled first, may preempt best-effort pods."},
+		{ObjectMeta: metav1.ObjectMeta{Name: PriorityBestEffort}, Value: -1000, PreemptionPolicy: never,
+			Description: "Best-effort (batch, training) pods: scheduled last, preempted first, never preempt."},
+	} {
+		if _, err := client.SchedulingV1().PriorityClasses().Create(ctx, pc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create PriorityClass %s: %w", pc.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeSchedulerConfig writes Strata's scheduler profile and returns the
+// flag that uses it.
+func writeSchedulerConfig(cfg *Config, kubeconfig string) ([]string, error) {
+	file := cfg.path("scheduler", "config.yaml")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, err
+	}
+	if err := fileutil.WriteAtomic(file, []byte(scheduler.Config(kubeconfig)), 0o600); err != nil {
+		return nil, fmt.Errorf("scheduler config: %w", err)
+	}
+	klog.V(2).InfoS("Scheduler profile written", "file", file)
+	return []string{"--config=" + file}, nil
+}
