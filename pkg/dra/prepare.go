@@ -210,6 +210,9 @@ func (s *state) prepareClaim(ctx context.Context, claim *resourcev1.ResourceClai
 		if c, err = s.newPreparedClaim(claim); err != nil {
 			return nil, err
 		}
+		if err := s.checkCapacity(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.writeSpec(c); err != nil {
 		return nil, err
@@ -287,16 +290,16 @@ func (s *state) newPreparedClaim(claim *resourcev1.ResourceClaim) (*preparedClai
 	if len(c.Devices) == 0 {
 		return nil, fmt.Errorf("claim %s/%s has no device of driver %s", claim.Namespace, claim.Name, DriverName)
 	}
-	if err := s.checkCapacity(c); err != nil {
-		return nil, err
-	}
 	c.Spec = s.cdiSpec(c)
 	return c, nil
 }
 
 // checkCapacity is the driver's last line of defense: the scheduler keeps
 // the claims on one GPU within its capacity; if that ever failed, refuse.
-func (s *state) checkCapacity(c *preparedClaim) error {
+// Claims that were deleted (their pods gone) but that the kubelet has not
+// unprepared yet do not count: the scheduler has already given their
+// share to someone else.
+func (s *state) checkCapacity(ctx context.Context, c *preparedClaim) error {
 	type use struct{ compute, memory int64 }
 	used := map[string]use{}
 	add := func(d preparedDevice) {
@@ -306,7 +309,7 @@ func (s *state) checkCapacity(c *preparedClaim) error {
 		used[d.Device] = u
 	}
 	for uid, other := range s.claims {
-		if uid == c.UID {
+		if uid == c.UID || s.deleted(ctx, other) {
 			continue
 		}
 		for _, d := range other.Devices {
@@ -324,6 +327,12 @@ func (s *state) checkCapacity(c *preparedClaim) error {
 		}
 	}
 	return nil
+}
+
+// deleted reports whether the API no longer has the prepared claim.
+func (s *state) deleted(ctx context.Context, c *preparedClaim) bool {
+	got, err := s.client.ResourceV1().ResourceClaims(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
+	return apierrors.IsNotFound(err) || err == nil && got.UID != c.UID
 }
 
 // cdiSpec builds the claim's CDI spec: one CDI device per request, whose

@@ -264,6 +264,9 @@ func TestPrepareRefuses(t *testing.T) {
 	ctx := context.Background()
 	s := newTestState(t, tempDirs(t), "1xA100-80GB")
 	first := allocatedClaim("a", nil, share{request: "gpu", device: "gpu-0", compute: 600})
+	if _, err := s.client.ResourceV1().ResourceClaims(first.Namespace).Create(ctx, first, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.prepare(ctx, []*resourcev1.ResourceClaim{first})[first.UID].Err; err != nil {
 		t.Fatal(err)
 	}
@@ -290,5 +293,14 @@ func TestPrepareRefuses(t *testing.T) {
 	// The refused claims left nothing behind.
 	if len(s.claims) != 1 {
 		t.Errorf("%d claims prepared, want 1", len(s.claims))
+	}
+	// Once claim a is deleted (its pod gone, not yet unprepared by the
+	// kubelet) its share no longer counts.
+	if err := s.client.ResourceV1().ResourceClaims(first.Namespace).Delete(ctx, first.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := allocatedClaim("g", nil, share{request: "gpu", device: "gpu-0", compute: 500})
+	if err := s.prepare(ctx, []*resourcev1.ResourceClaim{next})[next.UID].Err; err != nil {
+		t.Errorf("claim after a deleted one: %v", err)
 	}
 }

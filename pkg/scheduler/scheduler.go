@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpupreempt"
 )
 
 // Plugins registers Strata's out-of-tree plugins with kube-scheduler.
@@ -18,11 +19,12 @@ func Plugins() []schedulerapp.Option {
 	return []schedulerapp.Option{
 		schedulerapp.WithPlugin(gpufrag.Name, gpufrag.New),
 		schedulerapp.WithPlugin(gpubestfit.Name, gpubestfit.New),
+		schedulerapp.WithPlugin(gpupreempt.Name, gpupreempt.New),
 	}
 }
 
 // Config is the KubeSchedulerConfiguration Strata runs: the default
-// profile plus fragmentation-aware GPU scoring. All feasible nodes are
+// profile plus fragmentation-aware GPU scoring and GPU preemption. All feasible nodes are
 // scored, because a fragmentation score compares nodes and a sample would
 // hide the best one. kubeconfig is the scheduler's credentials.
 func Config(kubeconfig string) string {
@@ -36,6 +38,10 @@ percentageOfNodesToScore: 100
 profiles:
 - schedulerName: default-scheduler
   plugins:
+    # After DefaultPreemption, which cannot free DRA devices.
+    postFilter:
+      enabled:
+      - name: %[3]s
     preScore:
       enabled:
       - name: %[2]s
@@ -48,5 +54,5 @@ profiles:
     args:
       windowSize: 1000
       priorWeight: 100
-`, kubeconfig, gpufrag.Name)
+`, kubeconfig, gpufrag.Name, gpupreempt.Name)
 }

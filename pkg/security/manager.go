@@ -22,10 +22,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
 	"github.com/strata-dev/strata/config/crd"
+	"github.com/strata-dev/strata/pkg/admission/deviceclass"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	imagepolicyctrl "github.com/strata-dev/strata/pkg/controllers/imagepolicy"
 )
@@ -58,6 +60,8 @@ func NewManager(rc *rest.Config, srv webhook.Options, o imagepolicy.Options) (ma
 		return nil, fmt.Errorf("image policy manager: %w", err)
 	}
 	imagepolicy.Setup(mgr, o)
+	mgr.GetWebhookServer().Register(deviceclass.Path, &webhook.Admission{Handler: &deviceclass.Validator{
+		Reader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
 	rec := &imagepolicyctrl.Reconciler{Client: mgr.GetClient(), Secrets: imagepolicy.SecretReader{Reader: mgr.GetAPIReader()}, Resync: o.SecretTTL}
 	if err := rec.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("image policy controller: %w", err)
@@ -140,7 +144,7 @@ func InstallCRDs(ctx context.Context, c client.Client) error {
 // RegisterWebhooks creates or updates the webhook configurations.
 func RegisterWebhooks(ctx context.Context, c client.Client, clientConfig func(path string) admissionregistrationv1.WebhookClientConfig) error {
 	mutating, validating := imagepolicy.Configurations(clientConfig)
-	for _, obj := range []client.Object{mutating, validating} {
+	for _, obj := range []client.Object{mutating, validating, deviceclass.Configuration(clientConfig(deviceclass.Path))} {
 		if err := Apply(ctx, c, obj); err != nil {
 			return fmt.Errorf("register webhook %s: %w", obj.GetName(), err)
 		}

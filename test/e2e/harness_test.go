@@ -99,7 +99,9 @@ func cluster(t *testing.T) *server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shared = &server{dataDir: dir}
+		// Two simulated GPUs: the GPU tests share and fill them; every
+		// other pod runs through the GPU driver's runc wrapper unchanged.
+		shared = &server{dataDir: dir, args: []string{"--simulated-gpus", "2xA100-80GB"}}
 	}
 	if shared.cmd == nil {
 		if err := shared.start(); err != nil {

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// The GPU issue's acceptance 1-4 against a real server with two simulated
+// A100-80GB GPUs (1000 milli-GPU each).
+func TestGPUs(t *testing.T) {
+	s := cluster(t)
+	ctx := context.Background()
+	pushImage(t, "hello", "localhost:5000/hello:v1", "--port", "8080", "--user", "65532")
+	s.gpuTemplate(t, "share-250", "250", "")
+	s.gpuTemplate(t, "share-500", "500", "")
+	s.gpuTemplate(t, "whole", "", "")
+	s.gpuTemplate(t, "too-much-memory", "", "100Gi")
+
+	t.Run("four 250m pods share one GPU, a fifth takes another, deleting frees", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		for i := 1; i <= 5; i++ {
+			s.gpuPod(t, fmt.Sprintf("share-%d", i), "share-250", "", "")
+		}
+		byGPU := map[string][]string{}
+		for i := 1; i <= 5; i++ {
+			name := fmt.Sprintf("share-%d", i)
+			env := s.podEnv(t, name)
+			if env["STRATA_GPU_COMPUTE_MILLI"] != "250" || env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] != "25" || env["NVIDIA_VISIBLE_DEVICES"] == "" {
+				t.Fatalf("%s sees %v", name, env)
+			}
+			byGPU[env["NVIDIA_VISIBLE_DEVICES"]] = append(byGPU[env["NVIDIA_VISIBLE_DEVICES"]], name)
+		}
+		if len(byGPU) != 2 {
+			t.Fatalf("pods by GPU: %v, want four on one GPU and one on the other", byGPU)
+		}
+		var alone string
+		for _, pods := range byGPU {
+			if len(pods) != 1 && len(pods) != 4 {
+				t.Fatalf("pods by GPU: %v", byGPU)
+			}
+			if len(pods) == 1 {
+				alone = pods[0]
+			}
+		}
+		// Neither GPU is free: a whole-GPU pod waits ...
+		s.gpuPod(t, "whole-1", "whole", "", "")
+		s.stillPending(t, "whole-1", 5*time.Second)
+		// ... until the lone share goes.
+		if err := s.client.CoreV1().Pods("default").Delete(ctx, alone, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+		s.waitRunning(t, "whole-1")
+		if env := s.podEnv(t, "whole-1"); env["STRATA_GPU_COMPUTE_MILLI"] != "1000" || env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] != "" {
+			t.Fatalf("whole GPU pod sees %v", env)
+		}
+	})
+
+	t.Run("a gang that cannot fit stays entirely pending, then starts together", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		// One GPU taken: room for two of the gang's four 500m pods.
+		s.gpuPod(t, "blocker", "whole", "", "")
+		s.waitRunning(t, "blocker")
+		pg := &schedulingv1beta1.PodGroup{
+			ObjectMeta: metav1.ObjectMeta{Name: "gang", Namespace: "default"},
+			Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+				Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 4}}},
+		}
+		if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "gang", metav1.DeleteOptions{}) })
+		for i := 1; i <= 4; i++ {
+			s.gpuPod(t, fmt.Sprintf("gang-%d", i), "share-500", "gang", "")
+		}
+		for i := 1; i <= 4; i++ {
+			s.stillPending(t, fmt.Sprintf("gang-%d", i), 0)
+		}
+		time.Sleep(8 * time.Second)
+		for i := 1; i <= 4; i++ {
+			s.stillPending(t, fmt.Sprintf("gang-%d", i), 0)
+		}
+		if err := s.client.CoreV1().Pods("default").Delete(ctx, "blocker", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 4; i++ {
+			s.waitRunning(t, fmt.Sprintf("gang-%d", i))
+		}
+	})
+
+	t.Run("a latency-sensitive pod preempts a best-effort GPU pod", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		s.gpuPod(t, "batch-1", "whole", "", "strata-best-effort")
+		s.gpuPod(t, "batch-2", "whole", "", "strata-best-effort")
+		s.waitRunning(t, "batch-1")
+		s.waitRunning(t, "batch-2")
+		s.gpuPod(t, "inference", "whole", "", "strata-latency-sensitive")
+		s.waitRunning(t, "inference")
+		left := 0
+		for _, name := range []string{"batch-1", "batch-2"} {
+			p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && p.DeletionTimestamp == nil {
+				left++
+			}
+		}
+		if left != 1 {
+			t.Fatalf("%d best-effort pods left, want exactly one preempted", 2-left)
+		}
+	})
+
+	t.Run("bad claims say why", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		s.gpuPod(t, "greedy", "too-much-memory", "", "")
+		s.waitEvent(t, "greedy", "FailedScheduling", "cannot allocate all claims")
+		s.stillPending(t, "greedy", 0)
+
+		claim := &resourcev1.ResourceClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "unknown-class", Namespace: "default"},
+			Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+				Name: "gpu", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: "gpu.example.com"}}}}},
+		}
+		_, err := s.client.ResourceV1().ResourceClaims("default").Create(ctx, claim, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), `device class "gpu.example.com" does not exist`) || !strings.Contains(err.Error(), "gpu.strata.dev") {
+			t.Fatalf("claim with an unknown device class: %v", err)
+		}
+	})
+}
+
+// gpuTemplate creates a ResourceClaimTemplate for one GPU of class
+// gpu.strata.dev with the given compute (milli-GPU) and memory requests.
+func (s *server) gpuTemplate(t *testing.T, name, compute, memory string) {
+	t.Helper()
+	req := &resourcev1.ExactDeviceRequest{DeviceClassName: "gpu.strata.dev"}
+	if compute != "" || memory != "" {
+		req.Capacity = &resourcev1.CapacityRequirements{Requests: map[resourcev1.QualifiedName]resource.Quantity{}}
+		if compute != "" {
+			req.Capacity.Requests["compute"] = resource.MustParse(compute)
+		}
+		if memory != "" {
+			req.Capacity.Requests["memory"] = resource.MustParse(memory)
+		}
+	}
+	tpl := &resourcev1.ResourceClaimTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: resourcev1.ResourceClaimTemplateSpec{Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{
+			Requests: []resourcev1.DeviceRequest{{Name: "gpu", Exactly: req}}}}},
+	}
+	if _, err := s.client.ResourceV1().ResourceClaimTemplates("default").Create(context.Background(), tpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.client.ResourceV1().ResourceClaimTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+}
+
+// gpuPod runs hello with a claim from template, optionally in a PodGroup
+// and with a priority class.
+func (s *server) gpuPod(t *testing.T, name, template, podGroup, priorityClass string) {
+	t.Helper()
+	spec := restricted(corev1.PodSpec{
+		PriorityClassName: priorityClass,
+		ResourceClaims:    []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: ptr.To(template)}},
+		Containers: []corev1.Container{{
+			Name: "main", Image: "localhost:5000/hello:v1",
+			Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}},
+		}},
+	})
+	if podGroup != "" {
+		spec.SchedulingGroup = &corev1.PodSchedulingGroup{PodGroupName: ptr.To(podGroup)}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"e2e": "gpu"}}, Spec: spec}
+	if _, err := s.client.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s: %v", name, err)
+	}
+}
+
+func (s *server) deleteGPUPods(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	_ = s.client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: "e2e=gpu"})
+	waitFor(t, 60*time.Second, "GPU pods and their claims to go", func(ctx context.Context) (bool, error) {
+		pods, err := s.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=gpu"})
+		if err != nil || len(pods.Items) > 0 {
+			return false, nil
+		}
+		claims, err := s.client.ResourceV1().ResourceClaims("default").List(ctx, metav1.ListOptions{})
+		return err == nil && len(claims.Items) == 0, nil
+	})
+}
+
+func (s *server) waitRunning(t *testing.T, name string) {
+	t.Helper()
+	waitFor(t, 90*time.Second, name+" to run", func(ctx context.Context) (bool, error) {
+		p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// stillPending fails if name is bound to a node now or within d.
+func (s *server) stillPending(t *testing.T, name string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		p, err := s.client.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Spec.NodeName != "" {
+			t.Fatalf("%s was placed on %s; it must stay pending", name, p.Spec.NodeName)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (s *server) waitEvent(t *testing.T, pod, reason, text string) {
+	t.Helper()
+	var last string
+	waitFor(t, 60*time.Second, fmt.Sprintf("event %s on %s", reason, pod), func(ctx context.Context) (bool, error) {
+		evs, err := s.client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
+		if err != nil {
+			return false, nil
+		}
+		for _, e := range evs.Items {
+			if e.Reason == reason {
+				last = e.Message
+				if strings.Contains(e.Message, text) {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	t.Logf("%s: %s", pod, last)
+}
+
+// podEnv reads the GPU variables a pod sees, from hello's /env.
+func (s *server) podEnv(t *testing.T, name string) map[string]string {
+	t.Helper()
+	s.waitRunning(t, name)
+	p, err := s.client.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + p.Status.PodIP + ":8080/env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && (strings.Contains(k, "GPU") || strings.Contains(k, "CUDA") || strings.HasPrefix(k, "NVIDIA_")) {
+			env[k] = v
+		}
+	}
+	return env
+}
