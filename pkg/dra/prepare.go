@@ -210,8 +210,12 @@ func (s *state) prepareClaim(ctx context.Context, claim *resourcev1.ResourceClai
 		if c, err = s.newPreparedClaim(claim); err != nil {
 			return nil, err
 		}
+		// The scheduler's allocation is authoritative: it may hand out a
+		// share whose previous claim the kubelet has not unprepared yet.
+		// Refusing would only stall the pod in the kubelet's backoff, so an
+		// apparent over-commit is logged, not refused.
 		if err := s.checkCapacity(ctx, c); err != nil {
-			return nil, err
+			klog.FromContext(ctx).Info("GPU looks over-committed; trusting the scheduler's allocation", "claim", klog.KObj(claim), "reason", err.Error())
 		}
 	}
 	if err := s.writeSpec(c); err != nil {
@@ -294,8 +298,8 @@ func (s *state) newPreparedClaim(claim *resourcev1.ResourceClaim) (*preparedClai
 	return c, nil
 }
 
-// checkCapacity is the driver's last line of defense: the scheduler keeps
-// the claims on one GPU within its capacity; if that ever failed, refuse.
+// checkCapacity cross-checks the scheduler: the claims prepared on one GPU
+// should stay within its capacity.
 // Claims that were deleted (their pods gone) but that the kubelet has not
 // unprepared yet do not count: the scheduler has already given their
 // share to someone else.
@@ -329,10 +333,14 @@ func (s *state) checkCapacity(ctx context.Context, c *preparedClaim) error {
 	return nil
 }
 
-// deleted reports whether the API no longer has the prepared claim.
+// deleted reports whether the prepared claim no longer holds its devices
+// in the API: it is gone, being deleted, or deallocated.
 func (s *state) deleted(ctx context.Context, c *preparedClaim) bool {
 	got, err := s.client.ResourceV1().ResourceClaims(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-	return apierrors.IsNotFound(err) || err == nil && got.UID != c.UID
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	return err == nil && (got.UID != c.UID || got.DeletionTimestamp != nil || got.Status.Allocation == nil)
 }
 
 // cdiSpec builds the claim's CDI spec: one CDI device per request, whose

@@ -278,7 +278,6 @@ func TestPrepareRefuses(t *testing.T) {
 		claim   *resourcev1.ResourceClaim
 		wantErr string
 	}{
-		{allocatedClaim("b", nil, share{request: "gpu", device: "gpu-0", compute: 500}), "over-committed (compute 1100/1000"},
 		{otherPool, `not in this node's pool "n1"`},
 		{allocatedClaim("d", nil, share{request: "gpu", device: "gpu-7", compute: 100}), `no GPU "gpu-7"`},
 		{unallocated, "not allocated"},
@@ -294,13 +293,20 @@ func TestPrepareRefuses(t *testing.T) {
 	if len(s.claims) != 1 {
 		t.Errorf("%d claims prepared, want 1", len(s.claims))
 	}
-	// Once claim a is deleted (its pod gone, not yet unprepared by the
-	// kubelet) its share no longer counts.
+	// An apparent over-commit (the previous holder not unprepared yet) is
+	// the scheduler's call: prepared, with a warning.
+	next := allocatedClaim("g", nil, share{request: "gpu", device: "gpu-0", compute: 500})
+	if err := s.checkCapacity(ctx, &preparedClaim{UID: next.UID, Devices: []preparedDevice{{Device: "gpu-0", ComputeMilli: 500}}}); err == nil || !strings.Contains(err.Error(), "over-committed (compute 1100/1000") {
+		t.Errorf("checkCapacity: %v", err)
+	}
+	if err := s.prepare(ctx, []*resourcev1.ResourceClaim{next})[next.UID].Err; err != nil {
+		t.Errorf("over-committed claim refused: %v", err)
+	}
+	// A deleted claim's share does not count.
 	if err := s.client.ResourceV1().ResourceClaims(first.Namespace).Delete(ctx, first.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next := allocatedClaim("g", nil, share{request: "gpu", device: "gpu-0", compute: 500})
-	if err := s.prepare(ctx, []*resourcev1.ResourceClaim{next})[next.UID].Err; err != nil {
-		t.Errorf("claim after a deleted one: %v", err)
+	if err := s.checkCapacity(ctx, &preparedClaim{UID: "h", Devices: []preparedDevice{{Device: "gpu-0", ComputeMilli: 400}}}); err != nil {
+		t.Errorf("after claim a was deleted: %v", err)
 	}
 }

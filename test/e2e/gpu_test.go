@@ -14,6 +14,7 @@ import (
 	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
 
@@ -174,6 +175,8 @@ func (s *server) gpuPod(t *testing.T, name, template, podGroup, priorityClass st
 		Containers: []corev1.Container{{
 			Name: "main", Image: "localhost:5000/hello:v1",
 			Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+				PeriodSeconds: 1},
 		}},
 	})
 	if podGroup != "" {
@@ -188,6 +191,8 @@ func (s *server) gpuPod(t *testing.T, name, template, podGroup, priorityClass st
 func (s *server) deleteGPUPods(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
+	start := time.Now()
+	defer func() { t.Logf("GPU pods and claims gone in %s", time.Since(start).Round(time.Millisecond)) }()
 	_ = s.client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: "e2e=gpu"})
 	waitFor(t, 60*time.Second, "GPU pods and their claims to go", func(ctx context.Context) (bool, error) {
 		pods, err := s.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=gpu"})
@@ -201,6 +206,8 @@ func (s *server) deleteGPUPods(t *testing.T) {
 
 func (s *server) waitRunning(t *testing.T, name string) {
 	t.Helper()
+	start := time.Now()
+	defer func() { t.Logf("%s ready after %s", name, time.Since(start).Round(time.Millisecond)) }()
 	waitFor(t, 90*time.Second, name+" to run", func(ctx context.Context) (bool, error) {
 		p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {

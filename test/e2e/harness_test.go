@@ -54,7 +54,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "e2e: left behind after the server stopped:\n  %s\n", strings.Join(leaks, "\n  "))
 			code = 1
 		}
-		if code == 0 {
+		// STRATA_E2E_KEEP=1 keeps the data dir (logs) of a passing run.
+		if code == 0 && os.Getenv("STRATA_E2E_KEEP") == "" {
 			os.RemoveAll(shared.dataDir)
 		}
 	}
