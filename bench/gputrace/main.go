@@ -28,6 +28,7 @@ func main() {
 	policiesFlag := flag.String("policies", "fgd,bestfit,default", "policies: "+strings.Join(policyNames(), ","))
 	tune := flag.Float64("tune", 1.3, "tune ratio: arrived GPU demand / cluster GPU capacity")
 	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim (the only mode so far; see pkg/scheduler/plugins/README.md)")
+	tieBreak := flag.String("tiebreak", "order", "host among equal scores: order (the paper's simulator: first in a random node order fixed per seed) or random (upstream kube-scheduler)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
 	verbose := flag.Bool("v", false, "print every run")
 	flag.Parse()
@@ -60,6 +61,9 @@ func main() {
 		}
 		policies = append(policies, p)
 	}
+	if *tieBreak != "order" && *tieBreak != "random" {
+		fatal(fmt.Errorf("unknown tiebreak %q (order, random)", *tieBreak))
+	}
 	if *mode != "sim" {
 		fatal(fmt.Errorf("unknown mode %q", *mode))
 	}
@@ -75,7 +79,7 @@ func main() {
 	results := map[string][]Result{}
 	for _, p := range policies {
 		for _, seed := range seeds {
-			r, err := Replay(ctx, ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: *tune, Policy: p, Mode: *mode})
+			r, err := Replay(ctx, ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: *tune, Policy: p, Mode: *mode, TieBreak: *tieBreak})
 			if err != nil {
 				fatal(fmt.Errorf("%s seed %d: %w", p.Name, seed, err))
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,11 @@ type ReplayConfig struct {
 	Tune   float64
 	Policy Policy
 	Mode   string
+	// TieBreak picks the host among the nodes with the highest score:
+	// "order" (the paper's simulator: the first node in a random node order
+	// fixed for the run, see tieOrder) or "random" (upstream kube-scheduler:
+	// uniformly at random, per pod).
+	TieBreak string
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
 }
@@ -290,7 +296,35 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 		}
 		podsIn[i] = pod
 	}
-	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, nil)
+	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, tieOrder(rc.TieBreak, rc.Nodes, rc.Seed), nil)
+}
+
+// tieOrder returns, for tie-break "order", each node's rank in a random
+// permutation of the nodes drawn once per run from the seed; nil for
+// "random". This is what the paper's simulator does: it prefixes every node
+// name with its index in rand.Perm (nodes sorted by name) and its patched
+// selectHost keeps the lexicographically smallest name among equal scores
+// ("for reproducibility"), instead of upstream's uniformly random choice.
+// With FGD many nodes tie (the score is an integer and placing a CPU-only pod
+// or a share on an idle GPU often changes no fragment), so the tie-break
+// decides whether such pods are packed onto the same nodes (fixed order) or
+// spread over all of them (random), which strands GPUs on CPU-exhausted
+// nodes.
+func tieOrder(mode string, nodes []TraceNode, seed int64) map[string]int {
+	if mode != "order" {
+		return nil
+	}
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	sort.Strings(names)
+	perm := rand.New(rand.NewPCG(uint64(seed), 0x0de7)).Perm(len(names))
+	rank := make(map[string]int, len(names))
+	for i, n := range names {
+		rank[n] = perm[i]
+	}
+	return rank
 }
 
 var fragCache = map[string]*gpushare.Fragmenter{}
@@ -319,7 +353,7 @@ type afterPlace func(ctx context.Context, pod *v1.Pod, node string) (string, err
 // score, ties broken uniformly at random as kube-scheduler's selectHost
 // does, but with a seeded generator), Reserve, then the pod is added to
 // the snapshot's NodeInfo. Nothing departs.
-func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, work []TracePod, pods []*v1.Pod, gpuCap int64, seed int64, after afterPlace) (Result, error) {
+func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, work []TracePod, pods []*v1.Pod, gpuCap int64, seed int64, rank map[string]int, after afterPlace) (Result, error) {
 	all, err := snapshot.NodeInfos().List()
 	if err != nil {
 		return Result{}, err
@@ -333,7 +367,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	for i, pod := range pods {
 		task := work[i].Task
 		arrived += task.GPUTotal()
-		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie)
+		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
 		if err != nil {
 			return res, err
 		}
@@ -379,8 +413,10 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	return res, nil
 }
 
-// scheduleOne runs one scheduling cycle up to host selection.
-func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand) (string, fwk.CycleState, error) {
+// scheduleOne runs one scheduling cycle up to host selection: the highest
+// total score; among equal scores the lowest rank if rank is set, else one
+// uniformly at random.
+func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (string, fwk.CycleState, error) {
 	cs := framework.NewCycleState()
 	_, st, _ := fw.RunPreFilterPlugins(ctx, cs, pod)
 	if !st.IsSuccess() {
@@ -426,7 +462,11 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 			best, n = i, 1
 		case s.TotalScore == scores[best].TotalScore:
 			n++
-			if tie.IntN(n) == 0 {
+			if rank != nil {
+				if rank[s.Name] < rank[scores[best].Name] {
+					best = i
+				}
+			} else if tie.IntN(n) == 0 {
 				best = i
 			}
 		}
