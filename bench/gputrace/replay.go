@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	mrand "math/rand"
 	"math/rand/v2"
 	"runtime"
 	"sort"
@@ -79,9 +80,13 @@ type ReplayConfig struct {
 	Policy Policy
 	Mode   string
 	// TieBreak picks the host among the nodes with the highest score:
-	// "order" (the paper's simulator: the first node in a random node order
-	// fixed for the run, see tieOrder) or "random" (upstream kube-scheduler:
-	// uniformly at random, per pod).
+	// "order" (the paper's simulator: the lowest rank in a random node order
+	// fixed for the run, see Workload) or "random" (upstream kube-scheduler:
+	// uniformly at random, per pod). With FGD many nodes tie (the score is an
+	// integer and placing a CPU-only pod, or a share on an idle GPU, often
+	// changes no fragment), so this decides whether such pods are packed onto
+	// the same nodes (fixed order) or spread over all of them (random, which
+	// exhausts CPU on GPU-dense nodes and strands their GPUs).
 	TieBreak string
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
@@ -95,37 +100,63 @@ type Result struct {
 	Placements             []string // node:gpus per pod in arrival order ("" = unscheduled)
 }
 
-// Workload builds the arrival sequence of the paper's protocol: all trace
-// pods, plus copies drawn uniformly at random until the GPU demand would
-// pass tune x capacity (or random pods removed while above it), shuffled.
-// Like the paper's simulator, the stop test compares the drawn pod's
-// per-GPU request.
-func Workload(pods []TracePod, gpuCap int64, tune float64, rng *rand.Rand) []TracePod {
-	out := append([]TracePod(nil), pods...)
+// Workload builds the arrival sequence and the host tie-break order of the
+// paper's simulator (hkust-adsl/kubernetes-scheduler-simulator, Simulate,
+// SortClusterPods, tuneUpPods/tuneDownPods, syncClusterResourceList) from
+// one Go math/rand (v1) stream seeded with the seed, in the same order of
+// draws: one Int (a debug log's argument), the trace pods sorted by name and
+// shuffled, then copies of pods drawn uniformly from the name-sorted trace
+// and appended (not shuffled) until the GPU demand would pass tune x
+// capacity (the stop test compares the drawn pod's per-GPU request, as the
+// simulator does), or random pods removed while above it; last a
+// permutation of the name-sorted nodes. The simulator prefixes each node
+// name with its index in that permutation ("%04d-") and its patched
+// selectHost keeps the smallest name among equal scores, so rank[node] is
+// that index and the lowest rank wins a tie.
+//
+// The simulator's informers run concurrently and may draw from the same
+// global source before the permutation, so its node order is the same
+// procedure but not necessarily the same permutation for a seed.
+func Workload(pods []TracePod, nodes []TraceNode, gpuCap int64, tune float64, seed int64) (work []TracePod, rank map[string]int) {
+	r := mrand.New(mrand.NewSource(seed))
+	_ = r.Int()
+	sorted := append([]TracePod(nil), pods...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	work = append([]TracePod(nil), sorted...)
+	r.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
 	var total int64
-	for _, p := range out {
+	for _, p := range work {
 		total += p.Task.GPUTotal()
 	}
 	target := tune * float64(gpuCap)
 	if float64(total) > target {
-		for float64(total) > target && len(out) > 0 {
-			i := rng.IntN(len(out))
-			total -= out[i].Task.GPUTotal()
-			out = append(out[:i], out[i+1:]...)
+		for float64(total) > target && len(work) > 0 {
+			i := r.Intn(len(work))
+			total -= work[i].Task.GPUTotal()
+			work = append(work[:i], work[i+1:]...)
 		}
-	} else {
+	} else if float64(total) < target && len(sorted) > 0 {
 		for i := 0; ; i++ {
-			p := pods[rng.IntN(len(pods))]
+			p := sorted[r.Intn(len(sorted))]
 			if float64(total+p.Task.GPUMilli) > target {
 				break
 			}
 			p.Name += "-tuned-" + strconv.Itoa(i)
 			total += p.Task.GPUTotal()
-			out = append(out, p)
+			work = append(work, p)
 		}
 	}
-	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	sort.Strings(names)
+	perm := r.Perm(len(names))
+	rank = make(map[string]int, len(names))
+	for i, n := range names {
+		rank[n] = perm[i]
+	}
+	return work, rank
 }
 
 const namespace = "replay"
@@ -261,8 +292,10 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if frag == nil {
 		frag = sharedFragmenter(rc.Pods)
 	}
-	rng := rand.New(rand.NewPCG(uint64(rc.Seed), 0x5eed))
-	work := Workload(rc.Pods, gpuCap, rc.Tune, rng)
+	work, rank := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
+	if rc.TieBreak == "random" {
+		rank = nil
+	}
 
 	registry := plugins.NewInTreeRegistry()
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag})); err != nil {
@@ -296,35 +329,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 		}
 		podsIn[i] = pod
 	}
-	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, tieOrder(rc.TieBreak, rc.Nodes, rc.Seed), nil)
-}
-
-// tieOrder returns, for tie-break "order", each node's rank in a random
-// permutation of the nodes drawn once per run from the seed; nil for
-// "random". This is what the paper's simulator does: it prefixes every node
-// name with its index in rand.Perm (nodes sorted by name) and its patched
-// selectHost keeps the lexicographically smallest name among equal scores
-// ("for reproducibility"), instead of upstream's uniformly random choice.
-// With FGD many nodes tie (the score is an integer and placing a CPU-only pod
-// or a share on an idle GPU often changes no fragment), so the tie-break
-// decides whether such pods are packed onto the same nodes (fixed order) or
-// spread over all of them (random), which strands GPUs on CPU-exhausted
-// nodes.
-func tieOrder(mode string, nodes []TraceNode, seed int64) map[string]int {
-	if mode != "order" {
-		return nil
-	}
-	names := make([]string, len(nodes))
-	for i, n := range nodes {
-		names[i] = n.Name
-	}
-	sort.Strings(names)
-	perm := rand.New(rand.NewPCG(uint64(seed), 0x0de7)).Perm(len(names))
-	rank := make(map[string]int, len(names))
-	for i, n := range names {
-		rank[n] = perm[i]
-	}
-	return rank
+	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, rank, nil)
 }
 
 var fragCache = map[string]*gpushare.Fragmenter{}
@@ -455,6 +460,13 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 	if !st.IsSuccess() {
 		return "", cs, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
 	}
+	return pickHost(scores, rank, tie), cs, nil
+}
+
+// pickHost returns the node with the highest total score; among equal
+// scores the lowest rank if rank is set (the paper's simulator), else one
+// uniformly at random by reservoir sampling (upstream selectHost).
+func pickHost(scores []fwk.NodePluginScores, rank map[string]int, tie *rand.Rand) string {
 	best, n := -1, 0
 	for i, s := range scores {
 		switch {
@@ -471,5 +483,5 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 			}
 		}
 	}
-	return scores[best].Name, cs, nil
+	return scores[best].Name
 }
