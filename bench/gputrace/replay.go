@@ -40,12 +40,17 @@ type Policy struct {
 	Doc       string
 	Score     []config.Plugin
 	Picker    string  // GPU choice within the node: fgd, bestfit, first
+	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
+	// selection, see ReplayConfig.TieBreak).
+	NoTieBreak bool
 	Published float64 // the paper's figure at 130%, 0 if none
 }
 
 var policyList = []Policy{
 	{Name: "fgd", Doc: "Strata default: StrataGPUFrag, GPU within the node chosen by FGD (the paper)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", Published: 95.39},
+	{Name: "fgd-notie", Doc: "StrataGPUFrag without its node-order tie-break (tieBreak: none): ties left to host selection",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", NoTieBreak: true},
 	{Name: "fgd-first", Doc: "StrataGPUFrag for the node, GPU within it = first fit (what DRA's allocator does in the product)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "first"},
 	{Name: "bestfit", Doc: "the paper's best-fit baseline: StrataGPUBestFit, tightest GPU within the node",
@@ -298,7 +303,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	}
 
 	registry := plugins.NewInTreeRegistry()
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
