@@ -36,14 +36,14 @@ import (
 
 // Policy is a scheduler profile to compare.
 type Policy struct {
-	Name      string
-	Doc       string
-	Score     []config.Plugin
-	Picker    string  // GPU choice within the node: fgd, bestfit, first
+	Name   string
+	Doc    string
+	Score  []config.Plugin
+	Picker string // GPU choice within the node: fgd, bestfit, first
 	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
 	// selection, see ReplayConfig.TieBreak).
 	NoTieBreak bool
-	Published float64 // the paper's figure at 130%, 0 if none
+	Published  float64 // the paper's figure at 130%, 0 if none
 }
 
 var policyList = []Policy{
