@@ -93,6 +93,9 @@ type ReplayConfig struct {
 	// the same nodes (fixed order) or spread over all of them (random, which
 	// exhausts CPU on GPU-dense nodes and strands their GPUs).
 	TieBreak string
+	// MaxPods, if positive, cuts the arrival sequence after that many pods
+	// (reduced replays).
+	MaxPods int
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
 }
@@ -301,6 +304,9 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if rc.TieBreak == "random" {
 		rank = nil
 	}
+	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
+		work = work[:rc.MaxPods]
+	}
 
 	registry := plugins.NewInTreeRegistry()
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
@@ -356,7 +362,7 @@ func sharedFragmenter(pods []TracePod) *gpushare.Fragmenter {
 }
 
 // afterPlace lets dra mode commit claim allocations after Reserve.
-type afterPlace func(ctx context.Context, pod *v1.Pod, node string) (string, error)
+type afterPlace func(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (string, error)
 
 // run schedules the pods one at a time with the framework: PreFilter,
 // Filter on every node, PreScore, Score, host selection (highest total
@@ -402,7 +408,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 			res.Scheduled++
 			res.Placements[i] = host
 			if after != nil {
-				if g, err := after(ctx, pod, host); err != nil {
+				if g, err := after(ctx, cs, pod, host); err != nil {
 					return res, err
 				} else {
 					res.Placements[i] += ":" + g
