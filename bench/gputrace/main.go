@@ -29,7 +29,7 @@ func main() {
 	tune := flag.Float64("tune", 1.3, "tune ratio: arrived GPU demand / cluster GPU capacity")
 	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim; dra: a reduced replay (default --nodes 100 --max-pods 1000) through the in-tree DynamicResources plugin, compared with sim mode on the same input (see pkg/scheduler/plugins/README.md)")
 	maxPods := flag.Int("max-pods", 0, "cut the arrival sequence after N pods; 0 = all (dra mode: 1000)")
-	tieBreak := flag.String("tiebreak", "order", "host among equal scores: order (the paper's simulator: first in a random node order fixed per seed) or random (upstream kube-scheduler)")
+	tieBreak := flag.String("tiebreak", "random", "host among equal total scores: random (upstream kube-scheduler, what the product does) or order (the paper's simulator: lowest in a random node order fixed per seed)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
 	verbose := flag.Bool("v", false, "print every run")
 	flag.Parse()
