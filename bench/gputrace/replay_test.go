@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
@@ -94,5 +99,31 @@ func TestPickHost(t *testing.T) {
 	}
 	if seen["a"] != 0 || seen["b"] < 60 || seen["c"] < 60 || seen["d"] < 60 {
 		t.Errorf("random tie-break counts %v, want b, c, d about equally and never a", seen)
+	}
+}
+
+func TestTraceSlice(t *testing.T) {
+	s := traceSlice(TraceNode{Name: "n1", CPU: 96000, GPUs: 8, Model: "G2"})
+	if s.Spec.NodeName == nil || *s.Spec.NodeName != "n1" || s.Spec.Pool.Name != "n1" || s.Spec.Driver != "gpu.strata.dev" || len(s.Spec.Devices) != 8 {
+		t.Fatalf("slice %+v", s.Spec)
+	}
+	d := s.Spec.Devices[3]
+	compute := d.Capacity["compute"].Value
+	if d.Name != "gpu-3" || *d.Attributes["model"].StringValue != "G2" || compute.CmpInt64(1000) != 0 ||
+		d.AllowMultipleAllocations == nil || !*d.AllowMultipleAllocations {
+		t.Errorf("device %+v", d)
+	}
+}
+
+func TestVersionObjects(t *testing.T) {
+	client := fake.NewClientset()
+	versionObjects(client)
+	ctx := context.Background()
+	a, _ := client.CoreV1().ConfigMaps("ns").Create(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, metav1.CreateOptions{})
+	b, _ := client.CoreV1().ConfigMaps("ns").Update(ctx, a.DeepCopy(), metav1.UpdateOptions{})
+	ra, _ := strconv.Atoi(a.ResourceVersion)
+	rb, _ := strconv.Atoi(b.ResourceVersion)
+	if ra == 0 || rb <= ra {
+		t.Errorf("resourceVersions %q then %q, want increasing", a.ResourceVersion, b.ResourceVersion)
 	}
 }
