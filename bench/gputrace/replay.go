@@ -6,8 +6,10 @@ import (
 	mrand "math/rand"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -374,6 +376,10 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	if err != nil {
 		return Result{}, err
 	}
+	// The snapshot lists nodes in map order; a fixed order makes the random
+	// tie-break (reservoir sampling over this order) reproducible.
+	all = slices.Clone(all)
+	slices.SortFunc(all, func(a, b fwk.NodeInfo) int { return strings.Compare(a.Node().Name, b.Node().Name) })
 	tie := rand.New(rand.NewPCG(uint64(seed), 0x7153))
 	res := Result{Pods: len(work), Placements: make([]string, len(work))}
 	var allocated, arrived int64
