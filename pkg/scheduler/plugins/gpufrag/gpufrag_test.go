@@ -2,12 +2,14 @@ package gpufrag
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
@@ -107,5 +109,12 @@ func TestBreakTies(t *testing.T) {
 	same := fwk.NodeScoreList{{Name: "n1", Score: 52}, {Name: "n2", Score: 52}}
 	if st := NewWithOptions(Options{NoTieBreak: true}).NormalizeScore(context.Background(), nil, nil, same); !st.IsSuccess() || same[0].Score != 52 || same[1].Score != 52 {
 		t.Errorf("NoTieBreak changed %v", same)
+	}
+}
+
+func TestArgsTieBreak(t *testing.T) {
+	_, err := New(context.Background(), &runtime.Unknown{Raw: []byte(`{"tieBreak":"lowest"}`), ContentType: runtime.ContentTypeJSON}, nil)
+	if err == nil || !strings.Contains(err.Error(), "tieBreak") {
+		t.Errorf("bad tieBreak accepted: %v", err)
 	}
 }
