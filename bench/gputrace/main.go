@@ -27,7 +27,9 @@ func main() {
 	seedsFlag := flag.String("seeds", "42-51", "seeds: a range A-B or a comma list")
 	policiesFlag := flag.String("policies", "fgd,bestfit,default", "policies: "+strings.Join(policyNames(), ","))
 	tune := flag.Float64("tune", 1.3, "tune ratio: arrived GPU demand / cluster GPU capacity")
-	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim (the only mode so far; see pkg/scheduler/plugins/README.md)")
+	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim; dra: a reduced replay (default --nodes 100 --max-pods 1000) through the in-tree DynamicResources plugin, compared with sim mode on the same input (see pkg/scheduler/plugins/README.md)")
+	maxPods := flag.Int("max-pods", 0, "cut the arrival sequence after N pods; 0 = all (dra mode: 1000)")
+	tieBreak := flag.String("tiebreak", "random", "host among equal total scores: random (upstream kube-scheduler, what the product does) or order (the paper's simulator: lowest in a random node order fixed per seed)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
 	verbose := flag.Bool("v", false, "print every run")
 	flag.Parse()
@@ -45,6 +47,14 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	if *mode == "dra" {
+		if *limitNodes == 0 {
+			*limitNodes = 100
+		}
+		if *maxPods == 0 {
+			*maxPods = 1000
+		}
+	}
 	if *limitNodes > 0 && *limitNodes < len(nodes) {
 		nodes = nodes[:*limitNodes]
 	}
@@ -60,8 +70,11 @@ func main() {
 		}
 		policies = append(policies, p)
 	}
-	if *mode != "sim" {
-		fatal(fmt.Errorf("unknown mode %q", *mode))
+	if *tieBreak != "order" && *tieBreak != "random" {
+		fatal(fmt.Errorf("unknown tiebreak %q (order, random)", *tieBreak))
+	}
+	if *mode != "sim" && *mode != "dra" {
+		fatal(fmt.Errorf("unknown mode %q (sim, dra)", *mode))
 	}
 
 	var gpus int
@@ -72,10 +85,16 @@ func main() {
 		dir, len(nodes), gpus, *podFile, len(pods), *tune, *seedsFlag, *mode, runtime.GOMAXPROCS(0))
 
 	ctx := context.Background()
+	if *mode == "dra" {
+		if !compareDRA(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods) {
+			os.Exit(1)
+		}
+		return
+	}
 	results := map[string][]Result{}
 	for _, p := range policies {
 		for _, seed := range seeds {
-			r, err := Replay(ctx, ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: *tune, Policy: p, Mode: *mode})
+			r, err := Replay(ctx, ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: *tune, Policy: p, Mode: *mode, TieBreak: *tieBreak, MaxPods: *maxPods})
 			if err != nil {
 				fatal(fmt.Errorf("%s seed %d: %w", p.Name, seed, err))
 			}

@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	mrand "math/rand"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,16 +38,21 @@ import (
 
 // Policy is a scheduler profile to compare.
 type Policy struct {
-	Name      string
-	Doc       string
-	Score     []config.Plugin
-	Picker    string  // GPU choice within the node: fgd, bestfit, first
-	Published float64 // the paper's figure at 130%, 0 if none
+	Name   string
+	Doc    string
+	Score  []config.Plugin
+	Picker string // GPU choice within the node: fgd, bestfit, first
+	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
+	// selection, see ReplayConfig.TieBreak).
+	NoTieBreak bool
+	Published  float64 // the paper's figure at 130%, 0 if none
 }
 
 var policyList = []Policy{
 	{Name: "fgd", Doc: "Strata default: StrataGPUFrag, GPU within the node chosen by FGD (the paper)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", Published: 95.39},
+	{Name: "fgd-notie", Doc: "StrataGPUFrag without its node-order tie-break (tieBreak: none): ties left to host selection",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", NoTieBreak: true},
 	{Name: "fgd-first", Doc: "StrataGPUFrag for the node, GPU within it = first fit (what DRA's allocator does in the product)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "first"},
 	{Name: "bestfit", Doc: "the paper's best-fit baseline: StrataGPUBestFit, tightest GPU within the node",
@@ -77,6 +86,18 @@ type ReplayConfig struct {
 	Tune   float64
 	Policy Policy
 	Mode   string
+	// TieBreak picks the host among the nodes with the highest score:
+	// "order" (the paper's simulator: the lowest rank in a random node order
+	// fixed for the run, see Workload) or "random" (upstream kube-scheduler:
+	// uniformly at random, per pod). With FGD many nodes tie (the score is an
+	// integer and placing a CPU-only pod, or a share on an idle GPU, often
+	// changes no fragment), so this decides whether such pods are packed onto
+	// the same nodes (fixed order) or spread over all of them (random, which
+	// exhausts CPU on GPU-dense nodes and strands their GPUs).
+	TieBreak string
+	// MaxPods, if positive, cuts the arrival sequence after that many pods
+	// (reduced replays).
+	MaxPods int
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
 }
@@ -89,37 +110,63 @@ type Result struct {
 	Placements             []string // node:gpus per pod in arrival order ("" = unscheduled)
 }
 
-// Workload builds the arrival sequence of the paper's protocol: all trace
-// pods, plus copies drawn uniformly at random until the GPU demand would
-// pass tune x capacity (or random pods removed while above it), shuffled.
-// Like the paper's simulator, the stop test compares the drawn pod's
-// per-GPU request.
-func Workload(pods []TracePod, gpuCap int64, tune float64, rng *rand.Rand) []TracePod {
-	out := append([]TracePod(nil), pods...)
+// Workload builds the arrival sequence and the host tie-break order of the
+// paper's simulator (hkust-adsl/kubernetes-scheduler-simulator, Simulate,
+// SortClusterPods, tuneUpPods/tuneDownPods, syncClusterResourceList) from
+// one Go math/rand (v1) stream seeded with the seed, in the same order of
+// draws: one Int (a debug log's argument), the trace pods sorted by name and
+// shuffled, then copies of pods drawn uniformly from the name-sorted trace
+// and appended (not shuffled) until the GPU demand would pass tune x
+// capacity (the stop test compares the drawn pod's per-GPU request, as the
+// simulator does), or random pods removed while above it; last a
+// permutation of the name-sorted nodes. The simulator prefixes each node
+// name with its index in that permutation ("%04d-") and its patched
+// selectHost keeps the smallest name among equal scores, so rank[node] is
+// that index and the lowest rank wins a tie.
+//
+// The simulator's informers run concurrently and may draw from the same
+// global source before the permutation, so its node order is the same
+// procedure but not necessarily the same permutation for a seed.
+func Workload(pods []TracePod, nodes []TraceNode, gpuCap int64, tune float64, seed int64) (work []TracePod, rank map[string]int) {
+	r := mrand.New(mrand.NewSource(seed))
+	_ = r.Int()
+	sorted := append([]TracePod(nil), pods...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	work = append([]TracePod(nil), sorted...)
+	r.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
 	var total int64
-	for _, p := range out {
+	for _, p := range work {
 		total += p.Task.GPUTotal()
 	}
 	target := tune * float64(gpuCap)
 	if float64(total) > target {
-		for float64(total) > target && len(out) > 0 {
-			i := rng.IntN(len(out))
-			total -= out[i].Task.GPUTotal()
-			out = append(out[:i], out[i+1:]...)
+		for float64(total) > target && len(work) > 0 {
+			i := r.Intn(len(work))
+			total -= work[i].Task.GPUTotal()
+			work = append(work[:i], work[i+1:]...)
 		}
-	} else {
+	} else if float64(total) < target && len(sorted) > 0 {
 		for i := 0; ; i++ {
-			p := pods[rng.IntN(len(pods))]
+			p := sorted[r.Intn(len(sorted))]
 			if float64(total+p.Task.GPUMilli) > target {
 				break
 			}
 			p.Name += "-tuned-" + strconv.Itoa(i)
 			total += p.Task.GPUTotal()
-			out = append(out, p)
+			work = append(work, p)
 		}
 	}
-	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	sort.Strings(names)
+	perm := r.Perm(len(names))
+	rank = make(map[string]int, len(names))
+	for i, n := range names {
+		rank[n] = perm[i]
+	}
+	return work, rank
 }
 
 const namespace = "replay"
@@ -255,11 +302,16 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if frag == nil {
 		frag = sharedFragmenter(rc.Pods)
 	}
-	rng := rand.New(rand.NewPCG(uint64(rc.Seed), 0x5eed))
-	work := Workload(rc.Pods, gpuCap, rc.Tune, rng)
+	work, rank := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
+	if rc.TieBreak == "random" {
+		rank = nil
+	}
+	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
+		work = work[:rc.MaxPods]
+	}
 
 	registry := plugins.NewInTreeRegistry()
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
@@ -290,7 +342,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 		}
 		podsIn[i] = pod
 	}
-	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, nil)
+	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, rank, nil)
 }
 
 var fragCache = map[string]*gpushare.Fragmenter{}
@@ -312,18 +364,22 @@ func sharedFragmenter(pods []TracePod) *gpushare.Fragmenter {
 }
 
 // afterPlace lets dra mode commit claim allocations after Reserve.
-type afterPlace func(ctx context.Context, pod *v1.Pod, node string) (string, error)
+type afterPlace func(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (string, error)
 
 // run schedules the pods one at a time with the framework: PreFilter,
 // Filter on every node, PreScore, Score, host selection (highest total
 // score, ties broken uniformly at random as kube-scheduler's selectHost
 // does, but with a seeded generator), Reserve, then the pod is added to
 // the snapshot's NodeInfo. Nothing departs.
-func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, work []TracePod, pods []*v1.Pod, gpuCap int64, seed int64, after afterPlace) (Result, error) {
+func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, work []TracePod, pods []*v1.Pod, gpuCap int64, seed int64, rank map[string]int, after afterPlace) (Result, error) {
 	all, err := snapshot.NodeInfos().List()
 	if err != nil {
 		return Result{}, err
 	}
+	// The snapshot lists nodes in map order; a fixed order makes the random
+	// tie-break (reservoir sampling over this order) reproducible.
+	all = slices.Clone(all)
+	slices.SortFunc(all, func(a, b fwk.NodeInfo) int { return strings.Compare(a.Node().Name, b.Node().Name) })
 	tie := rand.New(rand.NewPCG(uint64(seed), 0x7153))
 	res := Result{Pods: len(work), Placements: make([]string, len(work))}
 	var allocated, arrived int64
@@ -333,7 +389,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	for i, pod := range pods {
 		task := work[i].Task
 		arrived += task.GPUTotal()
-		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie)
+		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
 		if err != nil {
 			return res, err
 		}
@@ -358,7 +414,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 			res.Scheduled++
 			res.Placements[i] = host
 			if after != nil {
-				if g, err := after(ctx, pod, host); err != nil {
+				if g, err := after(ctx, cs, pod, host); err != nil {
 					return res, err
 				} else {
 					res.Placements[i] += ":" + g
@@ -379,8 +435,10 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	return res, nil
 }
 
-// scheduleOne runs one scheduling cycle up to host selection.
-func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand) (string, fwk.CycleState, error) {
+// scheduleOne runs one scheduling cycle up to host selection: the highest
+// total score; among equal scores the lowest rank if rank is set, else one
+// uniformly at random.
+func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (string, fwk.CycleState, error) {
 	cs := framework.NewCycleState()
 	_, st, _ := fw.RunPreFilterPlugins(ctx, cs, pod)
 	if !st.IsSuccess() {
@@ -419,6 +477,13 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 	if !st.IsSuccess() {
 		return "", cs, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
 	}
+	return pickHost(scores, rank, tie), cs, nil
+}
+
+// pickHost returns the node with the highest total score; among equal
+// scores the lowest rank if rank is set (the paper's simulator), else one
+// uniformly at random by reservoir sampling (upstream selectHost).
+func pickHost(scores []fwk.NodePluginScores, rank map[string]int, tie *rand.Rand) string {
 	best, n := -1, 0
 	for i, s := range scores {
 		switch {
@@ -426,10 +491,14 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 			best, n = i, 1
 		case s.TotalScore == scores[best].TotalScore:
 			n++
-			if tie.IntN(n) == 0 {
+			if rank != nil {
+				if rank[s.Name] < rank[scores[best].Name] {
+					best = i
+				}
+			} else if tie.IntN(n) == 0 {
 				best = i
 			}
 		}
 	}
-	return scores[best].Name, cs, nil
+	return scores[best].Name
 }

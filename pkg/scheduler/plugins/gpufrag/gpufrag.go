@@ -7,6 +7,7 @@ package gpufrag
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,6 +21,12 @@ import (
 // Name is the plugin name in the scheduler profile.
 const Name = "StrataGPUFrag"
 
+// Values of Args.TieBreak.
+const (
+	TieBreakNodeOrder = "nodeOrder"
+	TieBreakNone      = "none"
+)
+
 // Args configure the plugin (pluginConfig args, all optional).
 type Args struct {
 	// WindowSize is how many recent pods define the workload distribution
@@ -28,6 +35,11 @@ type Args struct {
 	// PriorWeight is how many observations the built-in prior is worth
 	// (default 100).
 	PriorWeight float64 `json:"priorWeight,omitempty"`
+	// TieBreak is how the plugin separates nodes with the same FGD score:
+	// "nodeOrder" (default) prefers the first in a fixed pseudo-random node
+	// order (FNV-1a hash of the name), as the paper's simulator does; "none"
+	// leaves ties to kube-scheduler (uniformly random per pod).
+	TieBreak string `json:"tieBreak,omitempty"`
 }
 
 // Options wire the plugin to a GPU state other than DRA's (the replay).
@@ -38,6 +50,9 @@ type Options struct {
 	// trace's task distribution); otherwise a sliding window learns it.
 	Fragmenter *gpushare.Fragmenter
 	Window     *gpushare.Window
+	// NoTieBreak leaves equal scores to kube-scheduler's random choice
+	// instead of the fixed node order (Args.TieBreak "none").
+	NoTieBreak bool
 }
 
 // Plugin scores nodes by FGD.
@@ -46,28 +61,33 @@ type Plugin struct {
 }
 
 var (
-	_ fwk.PreScorePlugin = &Plugin{}
-	_ fwk.ScorePlugin    = &Plugin{}
+	_ fwk.PreScorePlugin  = &Plugin{}
+	_ fwk.ScorePlugin     = &Plugin{}
+	_ fwk.ScoreExtensions = &Plugin{}
 )
 
 // New is the product constructor, for app.WithPlugin(gpufrag.Name, gpufrag.New):
 // GPU state and claims come from the framework's SharedDRAManager, the
 // distribution from a sliding window of the pods it scores.
 func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	args := Args{WindowSize: 1000, PriorWeight: 100}
+	args := Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakNodeOrder}
 	if obj != nil {
 		if err := frameworkruntime.DecodeInto(obj, &args); err != nil {
 			return nil, fmt.Errorf("%s args: %w", Name, err)
 		}
+	}
+	if args.TieBreak != TieBreakNodeOrder && args.TieBreak != TieBreakNone {
+		return nil, fmt.Errorf("%s args: tieBreak %q: want %q or %q", Name, args.TieBreak, TieBreakNodeOrder, TieBreakNone)
 	}
 	m := h.SharedDRAManager()
 	if m == nil {
 		return nil, fmt.Errorf("%s needs the DRA manager (DynamicResourceAllocation enabled)", Name)
 	}
 	return NewWithOptions(Options{
-		Source: gpustate.DRASource{Manager: m},
-		Claims: gpustate.DRAClaims(m),
-		Window: gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
+		Source:     gpustate.DRASource{Manager: m},
+		Claims:     gpustate.DRAClaims(m),
+		Window:     gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
+		NoTieBreak: args.TieBreak == TieBreakNone,
 	}), nil
 }
 
@@ -134,6 +154,73 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk.N
 	return s, nil
 }
 
-// ScoreExtensions implements fwk.ScorePlugin; FGD scores are already in
-// 0..100 and are not normalised (as in the paper's simulator).
-func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return nil }
+// ScoreExtensions implements fwk.ScorePlugin. FGD scores are already in
+// 0..100 and are not rescaled (as in the paper's simulator); NormalizeScore
+// only breaks ties.
+func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return p }
+
+// NormalizeScore breaks ties among the nodes with the highest FGD score:
+// the first of them in a fixed pseudo-random node order keeps the score,
+// the others lose one point (if the best score is 0, the first gains one
+// instead). Nothing else changes.
+//
+// This is what makes FGD work. The score is an integer and many placements
+// change no fragment (a CPU-only pod on a node with CPU to spare, a share on
+// one of several idle GPUs), so hundreds of nodes often tie. The paper's
+// simulator breaks ties by the lowest node name, names carrying a random
+// prefix fixed for the run: a fixed order, so tied pods pile onto the same
+// nodes. Upstream kube-scheduler picks uniformly at random, which spreads
+// CPU-only and CPU-heavy pods over every GPU node until their CPU runs out
+// and whole GPUs are stranded: 89.97% GPU allocation on the paper's trace
+// instead of about 95% (bench/RESULTS.md).
+func (p *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
+	if !p.opts.NoTieBreak {
+		BreakTies(scores)
+	}
+	return nil
+}
+
+// BreakTies makes the highest score unique, preferring the node that comes
+// first in NodeOrder.
+func BreakTies(scores fwk.NodeScoreList) {
+	if len(scores) < 2 {
+		return
+	}
+	hi := scores[0].Score
+	for _, s := range scores {
+		hi = max(hi, s.Score)
+	}
+	first := -1
+	for i, s := range scores {
+		if s.Score == hi && (first < 0 || NodeOrderLess(s.Name, scores[first].Name)) {
+			first = i
+		}
+	}
+	if hi <= fwk.MinNodeScore {
+		scores[first].Score++
+		return
+	}
+	for i := range scores {
+		if i != first && scores[i].Score == hi {
+			scores[i].Score--
+		}
+	}
+}
+
+// NodeOrderLess is the fixed node order ties are broken by: FNV-1a hash of
+// the node name, then the name. It is pseudo-random (unrelated to how nodes
+// are named, e.g. by GPU model) and the same in every scheduling cycle and
+// every scheduler replica.
+func NodeOrderLess(a, b string) bool {
+	ha, hb := nodeKey(a), nodeKey(b)
+	if ha != hb {
+		return ha < hb
+	}
+	return a < b
+}
+
+func nodeKey(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}

@@ -2,12 +2,14 @@ package gpufrag
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
@@ -59,5 +61,60 @@ func TestScorePrefersBrokenGPU(t *testing.T) {
 	}
 	if d := p.opts.Window.Dist(); len(d) != 2 {
 		t.Errorf("window should hold the prior and the observed share: %v", d)
+	}
+}
+
+func TestBreakTies(t *testing.T) {
+	names := []string{"n0", "n1", "n2", "n3", "n4"}
+	first := ""
+	for _, n := range names[1:4] {
+		if first == "" || NodeOrderLess(n, first) {
+			first = n
+		}
+	}
+	scores := fwk.NodeScoreList{{Name: "n0", Score: 40}, {Name: "n1", Score: 52}, {Name: "n2", Score: 52}, {Name: "n3", Score: 52}, {Name: "n4", Score: 51}}
+	p := NewWithOptions(Options{})
+	if st := p.NormalizeScore(context.Background(), nil, nil, scores); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	for _, s := range scores {
+		want := map[string]int64{"n0": 40, "n4": 51}[s.Name]
+		if s.Name == first {
+			want = 52
+		} else if want == 0 {
+			want = 51
+		}
+		if s.Score != want {
+			t.Errorf("%s: score %d, want %d (first in node order: %s)", s.Name, s.Score, want, first)
+		}
+	}
+	// Reversing the list does not change the winner: the order is the
+	// nodes', not the list's.
+	rev := fwk.NodeScoreList{{Name: "n3", Score: 52}, {Name: "n2", Score: 52}, {Name: "n1", Score: 52}}
+	BreakTies(rev)
+	for _, s := range rev {
+		if (s.Score == 52) != (s.Name == first) {
+			t.Errorf("reversed: %v, want only %s at 52", rev, first)
+		}
+	}
+	// All at 0: the first gains a point instead.
+	zero := fwk.NodeScoreList{{Name: "n1"}, {Name: "n2"}, {Name: "n3"}}
+	BreakTies(zero)
+	for _, s := range zero {
+		if (s.Score == 1) != (s.Name == first) || s.Score > 1 {
+			t.Errorf("zeros: %v, want only %s at 1", zero, first)
+		}
+	}
+	// TieBreak none leaves the scores alone.
+	same := fwk.NodeScoreList{{Name: "n1", Score: 52}, {Name: "n2", Score: 52}}
+	if st := NewWithOptions(Options{NoTieBreak: true}).NormalizeScore(context.Background(), nil, nil, same); !st.IsSuccess() || same[0].Score != 52 || same[1].Score != 52 {
+		t.Errorf("NoTieBreak changed %v", same)
+	}
+}
+
+func TestArgsTieBreak(t *testing.T) {
+	_, err := New(context.Background(), &runtime.Unknown{Raw: []byte(`{"tieBreak":"lowest"}`), ContentType: runtime.ContentTypeJSON}, nil)
+	if err == nil || !strings.Contains(err.Error(), "tieBreak") {
+		t.Errorf("bad tieBreak accepted: %v", err)
 	}
 }
