@@ -255,6 +255,20 @@ func TestBadInput(t *testing.T) {
 		{name: "bad unmatched-images", args: []string{"--unmatched-images", "maybe"}, want: []string{`--unmatched-images "maybe"`, "deny, warn or allow"}},
 		{name: "verify timeout above the webhook's", args: []string{"--image-verify-timeout", "30s"}, want: []string{"--image-verify-timeout 30s", "below the webhook timeout of 10s"}},
 		{name: "bad pod security level", args: []string{"--pod-security", "strict"}, want: []string{"--pod-security \"strict\"", "restricted, baseline, privileged"}},
+		{name: "gateway port taken", setup: occupy(t, "0.0.0.0:8088"),
+			want: []string{"port 8088 (function gateway, tcp) is already in use", "--gateway-port"}},
+		{name: "bad simulated GPUs", args: []string{"--simulated-gpus", "4xA100"},
+			want: []string{`bad simulated GPU entry "4xA100"`, "<count>x<model>-<memory>GB"}},
+		{name: "bad GPU backend", args: []string{"--gpu-backend", "cuda"}, want: []string{`--gpu-backend "cuda"`, "auto", "nvml or simulated"}},
+	}
+	if out, _ := exec.Command("ldconfig", "-p").Output(); !strings.Contains(string(out), "libnvidia-ml.so.1") {
+		cases = append(cases, struct {
+			name  string
+			args  []string
+			setup func(t *testing.T) func()
+			want  []string
+		}{name: "NVML asked for where there is none", args: []string{"--gpu-backend", "nvml"},
+			want: []string{"NVML not available", "libnvidia-ml.so.1"}})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
