@@ -125,7 +125,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 
 	registry := plugins.NewInTreeRegistry()
 	src, claims := gpustate.DRASource{Manager: m}, gpustate.DRAClaims(m)
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(src, claims)); err != nil {

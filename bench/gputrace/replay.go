@@ -45,7 +45,11 @@ type Policy struct {
 	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
 	// selection, see ReplayConfig.TieBreak).
 	NoTieBreak bool
-	Published  float64 // the paper's figure at 130%, 0 if none
+	// Window: StrataGPUFrag learns the distribution from a sliding window
+	// of the pods it scores, with the product's arguments (windowSize 1000,
+	// priorWeight 100), instead of the trace's fixed distribution.
+	Window    bool
+	Published float64 // the paper's figure at 130%, 0 if none
 }
 
 var policyList = []Policy{
@@ -59,6 +63,32 @@ var policyList = []Policy{
 		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
 	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
 		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
+	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, node-order tie-break) beside the default scorers, GPU first fit",
+		Score:  productScore,
+		Picker: "first", Window: true},
+}
+
+// productScore is the score set of the profile pkg/scheduler.Config gives
+// kube-scheduler, less the default scorers that give every node of the
+// replay the same score (TaintToleration: no taints; NodeAffinity,
+// PodTopologySpread, InterPodAffinity: the pods ask none; ImageLocality: no
+// node has images; DynamicResources: scores only firstAvailable
+// sub-requests), which change neither the best node nor the ties.
+var productScore = []config.Plugin{
+	{Name: "NodeResourcesFit", Weight: 1},
+	{Name: "NodeResourcesBalancedAllocation", Weight: 1},
+	{Name: gpufrag.Name, Weight: 5},
+}
+
+// fragOptions is StrataGPUFrag's wiring for a run: the trace's fixed
+// distribution, or (Policy.Window) a new window with the product's
+// arguments.
+func fragOptions(rc ReplayConfig, src gpustate.Source, claims gpustate.ClaimGetter, frag *gpushare.Fragmenter) gpufrag.Options {
+	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak}
+	if rc.Policy.Window {
+		o.Fragmenter, o.Window = nil, gpushare.NewWindow(1000, gpushare.DefaultPrior(), 100)
+	}
+	return o
 }
 
 func policyNames() []string {
@@ -311,7 +341,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	}
 
 	registry := plugins.NewInTreeRegistry()
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, store, store.Claims, frag))); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
