@@ -138,6 +138,9 @@ type Result struct {
 	AllocAt100, AllocAtEnd float64 // % of GPU capacity
 	PodsPerSec             float64
 	Placements             []string // node:gpus per pod in arrival order ("" = unscheduled)
+	// Ties per pod in arrival order: how many nodes shared the highest
+	// total score (1: a unique best node; 0: unscheduled).
+	Ties []int
 }
 
 // Workload builds the arrival sequence and the host tie-break order of the
@@ -411,7 +414,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	all = slices.Clone(all)
 	slices.SortFunc(all, func(a, b fwk.NodeInfo) int { return strings.Compare(a.Node().Name, b.Node().Name) })
 	tie := rand.New(rand.NewPCG(uint64(seed), 0x7153))
-	res := Result{Pods: len(work), Placements: make([]string, len(work))}
+	res := Result{Pods: len(work), Placements: make([]string, len(work)), Ties: make([]int, len(work))}
 	var allocated, arrived int64
 	at100 := false
 	feasible := make([]bool, len(all))
@@ -419,10 +422,11 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	for i, pod := range pods {
 		task := work[i].Task
 		arrived += task.GPUTotal()
-		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
+		host, cs, ties, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
 		if err != nil {
 			return res, err
 		}
+		res.Ties[i] = ties
 		if host != "" {
 			if st := fw.RunReservePluginsReserve(ctx, cs, pod, host); !st.IsSuccess() {
 				fw.RunReservePluginsUnreserve(ctx, cs, pod, host)
@@ -468,14 +472,14 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 // scheduleOne runs one scheduling cycle up to host selection: the highest
 // total score; among equal scores the lowest rank if rank is set, else one
 // uniformly at random.
-func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (string, fwk.CycleState, error) {
-	cs := framework.NewCycleState()
+func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (host string, cs fwk.CycleState, ties int, err error) {
+	cs = framework.NewCycleState()
 	_, st, _ := fw.RunPreFilterPlugins(ctx, cs, pod)
 	if !st.IsSuccess() {
 		if st.Code() == fwk.Error {
-			return "", cs, fmt.Errorf("prefilter %s: %w", pod.Name, st.AsError())
+			return "", cs, 0, fmt.Errorf("prefilter %s: %w", pod.Name, st.AsError())
 		}
-		return "", cs, nil
+		return "", cs, 0, nil
 	}
 	var errs atomic.Pointer[fwk.Status]
 	fw.Parallelizer().Until(ctx, len(all), func(i int) {
@@ -486,7 +490,7 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 		}
 	}, "filter")
 	if s := errs.Load(); s != nil {
-		return "", cs, fmt.Errorf("filter %s: %w", pod.Name, s.AsError())
+		return "", cs, 0, fmt.Errorf("filter %s: %w", pod.Name, s.AsError())
 	}
 	var nodes []fwk.NodeInfo
 	for i, ok := range feasible {
@@ -495,19 +499,28 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 		}
 	}
 	if len(nodes) == 0 {
-		return "", cs, nil
+		return "", cs, 0, nil
 	}
 	if len(nodes) == 1 {
-		return nodes[0].Node().Name, cs, nil
+		return nodes[0].Node().Name, cs, 1, nil
 	}
 	if st := fw.RunPreScorePlugins(ctx, cs, pod, nodes); !st.IsSuccess() {
-		return "", cs, fmt.Errorf("prescore %s: %w", pod.Name, st.AsError())
+		return "", cs, 0, fmt.Errorf("prescore %s: %w", pod.Name, st.AsError())
 	}
 	scores, st := fw.RunScorePlugins(ctx, cs, pod, nodes)
 	if !st.IsSuccess() {
-		return "", cs, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
+		return "", cs, 0, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
 	}
-	return pickHost(scores, rank, tie), cs, nil
+	top := scores[0].TotalScore
+	for _, s := range scores {
+		top = max(top, s.TotalScore)
+	}
+	for _, s := range scores {
+		if s.TotalScore == top {
+			ties++
+		}
+	}
+	return pickHost(scores, rank, tie), cs, ties, nil
 }
 
 // pickHost returns the node with the highest total score; among equal

@@ -51,6 +51,12 @@ type ServerOptions struct {
 	// Quiet is how long nothing may change once every pod is decided (or,
 	// longer, before giving up on undecided ones).
 	Quiet time.Duration
+	// MetricsOut, if set, receives the scheduler's metrics at the end (the
+	// scheduler runs in the API server's process, whose /metrics serves
+	// them).
+	MetricsOut string
+	// Keep leaves the server's data dir (logs) in place.
+	Keep bool
 }
 
 // ServerResult is a Result plus what only the server run measures.
@@ -61,6 +67,9 @@ type ServerResult struct {
 	Span                     time.Duration // first pod created to last pod bound
 	Decided                  time.Duration // first pod created to last decision
 	TaintedAfter             []string      // nodes with taints or not Ready at the end
+	// Scheduler: mean seconds per scheduling attempt and per extension
+	// point, attempts by result (from the scheduler's metrics).
+	Scheduler []string
 }
 
 // serverNode is the Node a kubelet would register for the trace node:
@@ -166,7 +175,11 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, tail(filepath.Join(dir, "server.out"), 15))
 		}
-		os.RemoveAll(dir)
+		if so.Keep {
+			fmt.Fprintf(os.Stderr, "gputrace: server data dir kept: %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
 	}()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -372,8 +385,78 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	if res.Span > 0 {
 		res.PodsPerSec = float64(res.Scheduled) / res.Span.Seconds()
 	}
-	res.TaintedAfter, err = notReady(ctx, client, rc.Nodes)
+	if res.TaintedAfter, err = notReady(ctx, client, rc.Nodes); err != nil {
+		return res, err
+	}
+	res.Scheduler, err = schedulerMetrics(ctx, client, so.MetricsOut)
 	return res, err
+}
+
+// schedulerMetrics summarises kube-scheduler's metrics, served by the API
+// server's /metrics (one process, one registry): attempts by result, mean
+// attempt duration, mean duration per extension point; the scheduler_
+// lines go to file if set.
+func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file string) ([]string, error) {
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler metrics: %w", err)
+	}
+	var keep []string
+	sums, counts := map[string]float64{}, map[string]float64{}
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "scheduler_") {
+			continue
+		}
+		keep = append(keep, line)
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(val, &v); err != nil {
+			continue
+		}
+		metric, labels, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
+		switch {
+		case metric == "scheduler_schedule_attempts_total" && v > 0:
+			out = append(out, fmt.Sprintf("attempts %s %.0f", label(labels, "result"), v))
+		case metric == "scheduler_scheduling_attempt_duration_seconds_sum":
+			sums["attempt "+label(labels, "result")] += v
+		case metric == "scheduler_scheduling_attempt_duration_seconds_count":
+			counts["attempt "+label(labels, "result")] += v
+		case metric == "scheduler_framework_extension_point_duration_seconds_sum":
+			sums[label(labels, "extension_point")] += v
+		case metric == "scheduler_framework_extension_point_duration_seconds_count":
+			counts[label(labels, "extension_point")] += v
+		}
+	}
+	var keys []string
+	for k := range sums {
+		if counts[k] > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s %.2f ms x %.0f", k, 1000*sums[k]/counts[k], counts[k]))
+	}
+	if file != "" {
+		if err := os.WriteFile(file, []byte(strings.Join(keep, "\n")+"\n"), 0o644); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// label returns a label's value from `a="x",b="y"`.
+func label(labels, name string) string {
+	for _, kv := range strings.Split(labels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
 }
 
 const gpuClass = "gpu.strata.dev"
@@ -576,6 +659,9 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s); server up in %.1f s\n",
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Start.Seconds())
+		if len(s.Scheduler) > 0 {
+			fmt.Printf("  kube-scheduler: %s\n", strings.Join(s.Scheduler, "; "))
+		}
 		if len(s.TaintedAfter) > 0 {
 			fmt.Printf("  nodes not Ready or tainted at the end: %d, e.g. %v\n", len(s.TaintedAfter), s.TaintedAfter[:min(3, len(s.TaintedAfter))])
 			ok = false
@@ -600,7 +686,8 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 				r.name+":", r.r.AllocAtEnd, r.r.Scheduled, r.r.PodsPerSec,
 				eq(r.r.AllocAtEnd == s.AllocAtEnd), eq(r.r.Scheduled == s.Scheduled), what, eq(diff == 0))
 			if diff > 0 {
-				fmt.Printf(" (%d of %d pods; first at arrival %d: %s %q, server %q)", diff, s.Pods, firstDiff, r.name, r.r.Placements[firstDiff], s.Placements[firstDiff])
+				fmt.Printf(" (%d of %d pods; first at arrival %d: %s %q with %d node(s) tied for the best total score, server %q)",
+					diff, s.Pods, firstDiff, r.name, r.r.Placements[firstDiff], r.r.Ties[firstDiff], s.Placements[firstDiff])
 			}
 			fmt.Println()
 		}
