@@ -24,7 +24,7 @@ LDFLAGS := $(LAZY) -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(S
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace generate clean
+.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
 
 all: build
 
@@ -82,6 +82,12 @@ bench-wasm: deps build
 GPUTRACE_ARGS ?= --seeds 42-51 --policies fgd,bestfit,default
 bench-gputrace:
 	$(GO) run ./bench/gputrace $(GPUTRACE_ARGS)
+
+# The reduced replay (100 nodes, 1,000 arrivals, seed 42) through a real
+# `strata server --disable-agent` on non-default ports (16443, 12379, ...),
+# simulated GPU nodes, compared with the in-process sim and dra modes.
+bench-gputrace-server: build
+	$(GO) run ./bench/gputrace --mode server --bin $(BIN) $(GPUTRACE_SERVER_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -7,12 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -73,6 +75,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	logger := klog.FromContext(ctx)
 
 	var gpuCap int64
+	var nSlices int
 	client := fake.NewClientset()
 	versionObjects(client)
 	var v1nodes []*v1.Node
@@ -85,6 +88,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		if _, err := client.ResourceV1().ResourceSlices().Create(ctx, traceSlice(n), metav1.CreateOptions{}); err != nil {
 			return Result{}, err
 		}
+		nSlices++
 	}
 	if _, err := client.ResourceV1().DeviceClasses().Create(ctx, dra.DeviceClass(), metav1.CreateOptions{}); err != nil {
 		return Result{}, err
@@ -125,7 +129,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 
 	registry := plugins.NewInTreeRegistry()
 	src, claims := gpustate.DRASource{Manager: m}, gpustate.DRAClaims(m)
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(src, claims)); err != nil {
@@ -151,6 +155,15 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		if !ok {
 			return Result{}, fmt.Errorf("informer %v did not sync", typ)
 		}
+	}
+	// The slice tracker fills its own cache asynchronously after the
+	// informers sync; on a loaded machine the first pods could otherwise
+	// see no devices.
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		l, err := slices.ListPatchedResourceSlices()
+		return err == nil && len(l) == nSlices && slices.HasSynced(), nil
+	}); err != nil {
+		return Result{}, fmt.Errorf("slice tracker has not seen the %d ResourceSlices: %w", nSlices, err)
 	}
 	after := func(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (string, error) {
 		if st := fw.RunPreBindPlugins(ctx, cs, pod, node); !st.IsSuccess() {

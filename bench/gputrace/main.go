@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -27,7 +30,13 @@ func main() {
 	seedsFlag := flag.String("seeds", "42-51", "seeds: a range A-B or a comma list")
 	policiesFlag := flag.String("policies", "fgd,bestfit,default", "policies: "+strings.Join(policyNames(), ","))
 	tune := flag.Float64("tune", 1.3, "tune ratio: arrived GPU demand / cluster GPU capacity")
-	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim; dra: a reduced replay (default --nodes 100 --max-pods 1000) through the in-tree DynamicResources plugin, compared with sim mode on the same input (see pkg/scheduler/plugins/README.md)")
+	mode := flag.String("mode", "sim", "sim: GPUs filtered/reserved by StrataGPUSim; dra: a reduced replay (default --nodes 100 --max-pods 1000) through the in-tree DynamicResources plugin, compared with sim mode on the same input (see pkg/scheduler/plugins/README.md); server: the reduced replay through a real `strata server --disable-agent` (from --bin) with simulated GPU nodes, compared with sim and dra modes (default --seeds 42 --policies product)")
+	bin := flag.String("bin", "bin", "server mode: directory holding the strata binary (make build)")
+	claimsMode := flag.String("claims", "pod", "server mode: pod (a ResourceClaim per GPU pod, created before the pods) or template (a ResourceClaimTemplate per GPU shape)")
+	inflight := flag.Int("inflight", 100, "server mode: at most N pods created and not yet bound or unschedulable")
+	metricsOut := flag.String("scheduler-metrics", "", "server mode: write kube-scheduler's metrics at the end of each run to this file")
+	keep := flag.Bool("keep", false, "server mode: keep the server's data dir (its logs) instead of removing it")
+	quiet := flag.Duration("quiet", 3*time.Second, "server mode: done once every pod is decided and nothing changed for this long")
 	maxPods := flag.Int("max-pods", 0, "cut the arrival sequence after N pods; 0 = all (dra mode: 1000)")
 	tieBreak := flag.String("tiebreak", "random", "host among equal total scores: random (upstream kube-scheduler, what the product does) or order (the paper's simulator: lowest in a random node order fixed per seed)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
@@ -47,7 +56,17 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	if *mode == "dra" {
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *mode == "server" {
+		if !set["seeds"] {
+			*seedsFlag = "42"
+		}
+		if !set["policies"] {
+			*policiesFlag = "product"
+		}
+	}
+	if *mode == "dra" || *mode == "server" {
 		if *limitNodes == 0 {
 			*limitNodes = 100
 		}
@@ -73,8 +92,11 @@ func main() {
 	if *tieBreak != "order" && *tieBreak != "random" {
 		fatal(fmt.Errorf("unknown tiebreak %q (order, random)", *tieBreak))
 	}
-	if *mode != "sim" && *mode != "dra" {
-		fatal(fmt.Errorf("unknown mode %q (sim, dra)", *mode))
+	if *mode != "sim" && *mode != "dra" && *mode != "server" {
+		fatal(fmt.Errorf("unknown mode %q (sim, dra, server)", *mode))
+	}
+	if *claimsMode != "pod" && *claimsMode != "template" {
+		fatal(fmt.Errorf("unknown --claims %q (pod, template)", *claimsMode))
 	}
 
 	var gpus int
@@ -85,6 +107,17 @@ func main() {
 		dir, len(nodes), gpus, *podFile, len(pods), *tune, *seedsFlag, *mode, runtime.GOMAXPROCS(0))
 
 	ctx := context.Background()
+	if *mode == "server" {
+		// Interrupted: stop the server and remove its data dir.
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		ok := compareServer(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods,
+			ServerOptions{Bin: *bin, Claims: *claimsMode, Inflight: max(1, *inflight), Quiet: *quiet, MetricsOut: *metricsOut, Keep: *keep})
+		stop()
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
 	if *mode == "dra" {
 		if !compareDRA(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods) {
 			os.Exit(1)

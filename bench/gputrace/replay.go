@@ -45,7 +45,11 @@ type Policy struct {
 	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
 	// selection, see ReplayConfig.TieBreak).
 	NoTieBreak bool
-	Published  float64 // the paper's figure at 130%, 0 if none
+	// Window: StrataGPUFrag learns the distribution from a sliding window
+	// of the pods it scores, with the product's arguments (windowSize 1000,
+	// priorWeight 100), instead of the trace's fixed distribution.
+	Window    bool
+	Published float64 // the paper's figure at 130%, 0 if none
 }
 
 var policyList = []Policy{
@@ -59,6 +63,32 @@ var policyList = []Policy{
 		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
 	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
 		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
+	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, node-order tie-break) beside the default scorers, GPU first fit",
+		Score:  productScore,
+		Picker: "first", Window: true},
+}
+
+// productScore is the score set of the profile pkg/scheduler.Config gives
+// kube-scheduler, less the default scorers that give every node of the
+// replay the same score (TaintToleration: no taints; NodeAffinity,
+// PodTopologySpread, InterPodAffinity: the pods ask none; ImageLocality: no
+// node has images; DynamicResources: scores only firstAvailable
+// sub-requests), which change neither the best node nor the ties.
+var productScore = []config.Plugin{
+	{Name: "NodeResourcesFit", Weight: 1},
+	{Name: "NodeResourcesBalancedAllocation", Weight: 1},
+	{Name: gpufrag.Name, Weight: 5},
+}
+
+// fragOptions is StrataGPUFrag's wiring for a run: the trace's fixed
+// distribution, or (Policy.Window) a new window with the product's
+// arguments.
+func fragOptions(rc ReplayConfig, src gpustate.Source, claims gpustate.ClaimGetter, frag *gpushare.Fragmenter) gpufrag.Options {
+	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak}
+	if rc.Policy.Window {
+		o.Fragmenter, o.Window = nil, gpushare.NewWindow(1000, gpushare.DefaultPrior(), 100)
+	}
+	return o
 }
 
 func policyNames() []string {
@@ -108,6 +138,9 @@ type Result struct {
 	AllocAt100, AllocAtEnd float64 // % of GPU capacity
 	PodsPerSec             float64
 	Placements             []string // node:gpus per pod in arrival order ("" = unscheduled)
+	// Ties per pod in arrival order: how many nodes shared the highest
+	// total score (1: a unique best node; 0: unscheduled).
+	Ties []int
 }
 
 // Workload builds the arrival sequence and the host tie-break order of the
@@ -311,7 +344,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	}
 
 	registry := plugins.NewInTreeRegistry()
-	if err := registry.Register(gpufrag.Name, gpufrag.Factory(gpufrag.Options{Source: store, Claims: store.Claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak})); err != nil {
+	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, store, store.Claims, frag))); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
@@ -381,7 +414,7 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	all = slices.Clone(all)
 	slices.SortFunc(all, func(a, b fwk.NodeInfo) int { return strings.Compare(a.Node().Name, b.Node().Name) })
 	tie := rand.New(rand.NewPCG(uint64(seed), 0x7153))
-	res := Result{Pods: len(work), Placements: make([]string, len(work))}
+	res := Result{Pods: len(work), Placements: make([]string, len(work)), Ties: make([]int, len(work))}
 	var allocated, arrived int64
 	at100 := false
 	feasible := make([]bool, len(all))
@@ -389,10 +422,11 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 	for i, pod := range pods {
 		task := work[i].Task
 		arrived += task.GPUTotal()
-		host, cs, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
+		host, cs, ties, err := scheduleOne(ctx, fw, all, feasible, pod, tie, rank)
 		if err != nil {
 			return res, err
 		}
+		res.Ties[i] = ties
 		if host != "" {
 			if st := fw.RunReservePluginsReserve(ctx, cs, pod, host); !st.IsSuccess() {
 				fw.RunReservePluginsUnreserve(ctx, cs, pod, host)
@@ -438,14 +472,14 @@ func run(ctx context.Context, fw framework.Framework, snapshot *cache.Snapshot, 
 // scheduleOne runs one scheduling cycle up to host selection: the highest
 // total score; among equal scores the lowest rank if rank is set, else one
 // uniformly at random.
-func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (string, fwk.CycleState, error) {
-	cs := framework.NewCycleState()
+func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo, feasible []bool, pod *v1.Pod, tie *rand.Rand, rank map[string]int) (host string, cs fwk.CycleState, ties int, err error) {
+	cs = framework.NewCycleState()
 	_, st, _ := fw.RunPreFilterPlugins(ctx, cs, pod)
 	if !st.IsSuccess() {
 		if st.Code() == fwk.Error {
-			return "", cs, fmt.Errorf("prefilter %s: %w", pod.Name, st.AsError())
+			return "", cs, 0, fmt.Errorf("prefilter %s: %w", pod.Name, st.AsError())
 		}
-		return "", cs, nil
+		return "", cs, 0, nil
 	}
 	var errs atomic.Pointer[fwk.Status]
 	fw.Parallelizer().Until(ctx, len(all), func(i int) {
@@ -456,7 +490,7 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 		}
 	}, "filter")
 	if s := errs.Load(); s != nil {
-		return "", cs, fmt.Errorf("filter %s: %w", pod.Name, s.AsError())
+		return "", cs, 0, fmt.Errorf("filter %s: %w", pod.Name, s.AsError())
 	}
 	var nodes []fwk.NodeInfo
 	for i, ok := range feasible {
@@ -465,19 +499,28 @@ func scheduleOne(ctx context.Context, fw framework.Framework, all []fwk.NodeInfo
 		}
 	}
 	if len(nodes) == 0 {
-		return "", cs, nil
+		return "", cs, 0, nil
 	}
 	if len(nodes) == 1 {
-		return nodes[0].Node().Name, cs, nil
+		return nodes[0].Node().Name, cs, 1, nil
 	}
 	if st := fw.RunPreScorePlugins(ctx, cs, pod, nodes); !st.IsSuccess() {
-		return "", cs, fmt.Errorf("prescore %s: %w", pod.Name, st.AsError())
+		return "", cs, 0, fmt.Errorf("prescore %s: %w", pod.Name, st.AsError())
 	}
 	scores, st := fw.RunScorePlugins(ctx, cs, pod, nodes)
 	if !st.IsSuccess() {
-		return "", cs, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
+		return "", cs, 0, fmt.Errorf("score %s: %w", pod.Name, st.AsError())
 	}
-	return pickHost(scores, rank, tie), cs, nil
+	top := scores[0].TotalScore
+	for _, s := range scores {
+		top = max(top, s.TotalScore)
+	}
+	for _, s := range scores {
+		if s.TotalScore == top {
+			ties++
+		}
+	}
+	return pickHost(scores, rank, tie), cs, ties, nil
 }
 
 // pickHost returns the node with the highest total score; among equal

@@ -1,0 +1,716 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	coordv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/bench/internal/benchutil"
+	"github.com/strata-dev/strata/pkg/gpushare"
+)
+
+// serverArgs run a control plane only (no kubelet, containerd or GPU
+// driver: the GPU nodes are simulated by the replay) on ports away from a
+// default server's, so that the replay can run beside one.
+var serverArgs = []string{
+	"--disable-agent",
+	"--https-port", "16443", "--etcd-port", "12379", "--registry-port", "15000",
+	"--webhook-port", "19443", "--gateway-port", "18088", "--metrics-port", "19464",
+	"--bind-address", "127.0.0.1", "--node-name", "replay-host",
+}
+
+// ServerOptions configure a replay through a real strata server.
+type ServerOptions struct {
+	Bin string // directory holding the strata binary
+	// Claims is how pods ask for GPUs: "pod" (one ResourceClaim per pod,
+	// all created before the first pod) or "template" (one
+	// ResourceClaimTemplate per GPU shape; kube-controller-manager creates
+	// each pod's claim).
+	Claims string
+	// Inflight bounds the pods created but not yet bound or reported
+	// unschedulable.
+	Inflight int
+	// Quiet is how long nothing may change once every pod is decided (or,
+	// longer, before giving up on undecided ones).
+	Quiet time.Duration
+	// MetricsOut, if set, receives the scheduler's metrics at the end (the
+	// scheduler runs in the API server's process, whose /metrics serves
+	// them).
+	MetricsOut string
+	// Keep leaves the server's data dir (logs) in place.
+	Keep bool
+}
+
+// ServerResult is a Result plus what only the server run measures.
+type ServerResult struct {
+	Result
+	Unschedulable, Undecided int
+	Start                    time.Duration // server start to a working API
+	Span                     time.Duration // first pod created to last pod bound
+	Decided                  time.Duration // first pod created to last decision
+	TaintedAfter             []string      // nodes with taints or not Ready at the end
+	// Scheduler: mean seconds per scheduling attempt and per extension
+	// point, attempts by result (from the scheduler's metrics).
+	Scheduler []string
+}
+
+// serverNode is the Node a kubelet would register for the trace node:
+// capacity and allocatable from the trace (pods 1000), Ready, no taints
+// (the API server's admission adds node.kubernetes.io/not-ready on create;
+// the node lifecycle controller removes it once it sees Ready).
+func serverNode(n TraceNode, now time.Time) *v1.Node {
+	node := makeNode(n)
+	node.UID = ""
+	node.Status.Capacity[v1.ResourcePods] = *resource.NewQuantity(1000, resource.DecimalSI)
+	node.Status.Allocatable = node.Status.Capacity.DeepCopy()
+	node.Status.Conditions = []v1.NodeCondition{{
+		Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", Message: "simulated by bench/gputrace",
+		LastHeartbeatTime: metav1.NewTime(now), LastTransitionTime: metav1.NewTime(now),
+	}}
+	return node
+}
+
+// serverLease is the node's heartbeat in kube-node-lease, as the kubelet
+// keeps it.
+func serverLease(node *v1.Node, now time.Time) *coordv1.Lease {
+	return &coordv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: node.Name, Namespace: v1.NamespaceNodeLease,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}},
+		Spec: coordv1.LeaseSpec{HolderIdentity: ptr.To(node.Name), LeaseDurationSeconds: ptr.To[int32](40),
+			RenewTime: &metav1.MicroTime{Time: now}},
+	}
+}
+
+var notDNS = regexp.MustCompile(`[^a-z0-9]+`)
+
+// shapeName names the ResourceClaimTemplate of a GPU shape: count, milli
+// per GPU and accepted models.
+func shapeName(t gpushare.Task) string {
+	s := fmt.Sprintf("gpu-%dx%d", t.NumGPU, t.GPUMilli)
+	if t.Models != "" {
+		s += "-" + strings.Trim(notDNS.ReplaceAllString(strings.ToLower(t.Models), "-"), "-")
+	}
+	return s
+}
+
+// serverPod is makePod's pod and claim for the API server: no UIDs, a
+// container that passes Pod Security "restricted" (the server's default),
+// and with templates the claim replaced by the shape's template.
+func serverPod(i int, p TracePod, template bool) (*v1.Pod, *resourceapi.ResourceClaim, *resourceapi.ResourceClaimTemplate) {
+	pod, claim := makePod(i, p)
+	pod.UID = ""
+	pod.Spec.SecurityContext = &v1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532),
+		SeccompProfile: &v1.SeccompProfile{Type: v1.SeccompProfileTypeRuntimeDefault}}
+	pod.Spec.Containers[0].SecurityContext = &v1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities: &v1.Capabilities{Drop: []v1.Capability{"ALL"}}}
+	if claim == nil {
+		return pod, nil, nil
+	}
+	claim.UID = ""
+	if !template {
+		return pod, claim, nil
+	}
+	name := shapeName(p.Task)
+	pod.Spec.ResourceClaims[0].ResourceClaimName = nil
+	pod.Spec.ResourceClaims[0].ResourceClaimTemplateName = ptr.To(name)
+	return pod, nil, &resourceapi.ResourceClaimTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec:       resourceapi.ResourceClaimTemplateSpec{Spec: claim.Spec},
+	}
+}
+
+// podState is what the replay learns about one pod from its watch.
+type podState struct {
+	node          string
+	bound         time.Time
+	unschedulable bool
+	decided       bool
+}
+
+// ReplayServer runs the arrival sequence of one seed through a fresh
+// `strata server --disable-agent` whose kube-scheduler runs Strata's
+// profile, on simulated GPU nodes (Node objects kept Ready by renewing
+// their Leases, and the ResourceSlices pkg/dra would publish). The policy
+// in rc is ignored except for the input: the server's profile decides.
+func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res ServerResult, err error) {
+	var gpuCap int64
+	for _, n := range rc.Nodes {
+		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
+	}
+	work, _ := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
+	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
+		work = work[:rc.MaxPods]
+	}
+
+	dir, err := os.MkdirTemp("", "strata-gputrace-")
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	cmd, err := benchutil.StartServer(so.Bin, dir, serverArgs...)
+	if err != nil {
+		os.RemoveAll(dir)
+		return res, err
+	}
+	defer func() {
+		benchutil.Stop(cmd)
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, tail(filepath.Join(dir, "server.out"), 15))
+		}
+		if so.Keep {
+			fmt.Fprintf(os.Stderr, "gputrace: server data dir kept: %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cfg, err := benchutil.WaitRESTConfig(wctx, dir)
+	if err != nil {
+		return res, err
+	}
+	// The replay's own writes must not be what limits the rate.
+	cfg.QPS, cfg.Burst = 2000, 2000
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return res, err
+	}
+	if err := wait.PollUntilContextCancel(wctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := client.ResourceV1().DeviceClasses().Get(ctx, gpuClass, metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		return res, fmt.Errorf("API server or DeviceClass %s not ready: %w", gpuClass, err)
+	}
+	res.Start = time.Since(t0)
+
+	// Pods are never run: the namespace is exempt from image signature
+	// checks (no image is resolved); Pod Security stays "restricted".
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace,
+		Labels: map[string]string{"security.strata.dev/image-policy": "exempt"}}}, metav1.CreateOptions{}); err != nil {
+		return res, err
+	}
+
+	nodes, err := createNodes(ctx, client, rc.Nodes)
+	if err != nil {
+		return res, err
+	}
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go heartbeat(hbCtx, client, nodes)
+	if err := waitUntainted(ctx, client, rc.Nodes, 2*time.Minute); err != nil {
+		return res, err
+	}
+
+	// Claims (or templates) first, then pods: every claim is in the
+	// scheduler's cache before its pod arrives.
+	pods := make([]*v1.Pod, len(work))
+	templates := map[string]bool{}
+	for i, p := range work {
+		pod, claim, tmpl := serverPod(i, p, so.Claims == "template")
+		pods[i] = pod
+		switch {
+		case claim != nil:
+			_, err = client.ResourceV1().ResourceClaims(namespace).Create(ctx, claim, metav1.CreateOptions{})
+		case tmpl != nil && !templates[tmpl.Name]:
+			templates[tmpl.Name] = true
+			_, err = client.ResourceV1().ResourceClaimTemplates(namespace).Create(ctx, tmpl, metav1.CreateOptions{})
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+
+	index := make(map[string]int, len(pods))
+	for i, p := range pods {
+		index[p.Name] = i
+	}
+	var mu sync.Mutex
+	states := make([]podState, len(pods))
+	decided, lastChange := 0, time.Now()
+	slots := make(chan struct{}, so.Inflight)
+	observe := func(obj any) {
+		pod, ok := obj.(*v1.Pod)
+		if !ok {
+			return
+		}
+		i, ok := index[pod.Name]
+		if !ok {
+			return
+		}
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		st := &states[i]
+		if st.node != "" {
+			return
+		}
+		if pod.Spec.NodeName != "" {
+			st.node, st.bound = pod.Spec.NodeName, now
+			st.unschedulable = false
+		} else if !st.unschedulable && unschedulable(pod) {
+			st.unschedulable = true
+		} else {
+			return
+		}
+		lastChange = now
+		if !st.decided {
+			st.decided = true
+			decided++
+			<-slots
+		}
+	}
+	inf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace))
+	podInf := inf.Core().V1().Pods().Informer()
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: observe, UpdateFunc: func(_, obj any) { observe(obj) },
+	}); err != nil {
+		return res, err
+	}
+	inf.Start(hbCtx.Done())
+	inf.WaitForCacheSync(hbCtx.Done())
+
+	// One goroutine creates the pods in arrival order, at most Inflight
+	// undecided at a time. All pods have priority 0, so the scheduler's
+	// queue (PrioritySort: priority, then the time the pod entered the
+	// queue) takes them in creation order.
+	var first time.Time
+	createErr := make(chan error, 1)
+	go func() {
+		for i, pod := range pods {
+			select {
+			case slots <- struct{}{}:
+			case <-hbCtx.Done():
+				createErr <- hbCtx.Err()
+				return
+			}
+			if i == 0 {
+				mu.Lock()
+				first = time.Now()
+				mu.Unlock()
+			}
+			if _, err := client.CoreV1().Pods(namespace).Create(hbCtx, pod, metav1.CreateOptions{}); err != nil {
+				createErr <- fmt.Errorf("create pod %s: %w", pod.Name, err)
+				return
+			}
+		}
+		createErr <- nil
+	}()
+
+	// Done: every pod decided and nothing changed for Quiet; or nothing
+	// changed for 20x Quiet (undecided pods stay undecided).
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	created := false
+	for {
+		select {
+		case err := <-createErr:
+			if err != nil {
+				return res, err
+			}
+			created = true
+		case <-tick.C:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		mu.Lock()
+		idle := time.Since(lastChange)
+		all := decided == len(pods)
+		mu.Unlock()
+		if created && ((all && idle >= so.Quiet) || idle >= 20*so.Quiet) {
+			break
+		}
+	}
+
+	// Each bound pod's claim must be allocated on its node; its devices
+	// complete the placement as in dra mode.
+	claimByPod := map[string]*resourceapi.ResourceClaim{}
+	cl, err := client.ResourceV1().ResourceClaims(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return res, err
+	}
+	for i := range cl.Items {
+		c := &cl.Items[i]
+		for _, r := range c.Status.ReservedFor {
+			claimByPod[r.Name] = c
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	res.Pods = len(pods)
+	res.Placements = make([]string, len(pods))
+	var last time.Time
+	for i, st := range states {
+		switch {
+		case st.node != "":
+			res.Scheduled++
+			res.Placements[i] = st.node
+			if st.bound.After(last) {
+				last = st.bound
+			}
+			if work[i].Task.NumGPU > 0 {
+				devs, err := claimDevices(claimByPod[pods[i].Name], st.node)
+				if err != nil {
+					return res, fmt.Errorf("pod %s on %s: %w", pods[i].Name, st.node, err)
+				}
+				res.Placements[i] += ":" + devs
+			}
+		case st.unschedulable:
+			res.Unschedulable++
+		default:
+			res.Undecided++
+		}
+	}
+	res.AllocAt100, res.AllocAtEnd = allocation(work, res.Placements, gpuCap)
+	res.Span = last.Sub(first)
+	res.Decided = lastChange.Sub(first)
+	if res.Span > 0 {
+		res.PodsPerSec = float64(res.Scheduled) / res.Span.Seconds()
+	}
+	if res.TaintedAfter, err = notReady(ctx, client, rc.Nodes); err != nil {
+		return res, err
+	}
+	res.Scheduler, err = schedulerMetrics(ctx, client, so.MetricsOut)
+	return res, err
+}
+
+// schedulerMetrics summarises kube-scheduler's metrics, served by the API
+// server's /metrics (one process, one registry): attempts by result, mean
+// attempt duration, mean duration per extension point; the scheduler_
+// lines go to file if set.
+func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file string) ([]string, error) {
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler metrics: %w", err)
+	}
+	var keep []string
+	sums, counts := map[string]float64{}, map[string]float64{}
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "scheduler_") {
+			continue
+		}
+		keep = append(keep, line)
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(val, &v); err != nil {
+			continue
+		}
+		metric, labels, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
+		switch {
+		case metric == "scheduler_schedule_attempts_total" && v > 0:
+			out = append(out, fmt.Sprintf("attempts %s %.0f", label(labels, "result"), v))
+		case metric == "scheduler_scheduling_attempt_duration_seconds_sum":
+			sums["attempt "+label(labels, "result")] += v
+		case metric == "scheduler_scheduling_attempt_duration_seconds_count":
+			counts["attempt "+label(labels, "result")] += v
+		case metric == "scheduler_framework_extension_point_duration_seconds_sum":
+			sums[label(labels, "extension_point")] += v
+		case metric == "scheduler_framework_extension_point_duration_seconds_count":
+			counts[label(labels, "extension_point")] += v
+		}
+	}
+	var keys []string
+	for k := range sums {
+		if counts[k] > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s %.2f ms x %.0f", k, 1000*sums[k]/counts[k], counts[k]))
+	}
+	if file != "" {
+		if err := os.WriteFile(file, []byte(strings.Join(keep, "\n")+"\n"), 0o644); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// label returns a label's value from `a="x",b="y"`.
+func label(labels, name string) string {
+	for _, kv := range strings.Split(labels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+const gpuClass = "gpu.strata.dev"
+
+func unschedulable(pod *v1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == v1.PodScheduled && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
+}
+
+// claimDevices checks that the claim is allocated from the node's pool and
+// returns its devices' indexes, "0,1".
+func claimDevices(c *resourceapi.ResourceClaim, node string) (string, error) {
+	if c == nil {
+		return "", fmt.Errorf("no ResourceClaim reserved for the pod")
+	}
+	if c.Status.Allocation == nil {
+		return "", fmt.Errorf("claim %s not allocated", c.Name)
+	}
+	var devs []string
+	for _, r := range c.Status.Allocation.Devices.Results {
+		if r.Pool != node {
+			return "", fmt.Errorf("claim %s: device %s from pool %s", c.Name, r.Device, r.Pool)
+		}
+		devs = append(devs, strings.TrimPrefix(r.Device, "gpu-"))
+	}
+	return strings.Join(devs, ","), nil
+}
+
+// allocation is the GPU allocation ratio (% of capacity) when arrived
+// demand first reaches capacity and at the end, from placements in arrival
+// order, as run computes it.
+func allocation(work []TracePod, placements []string, gpuCap int64) (at100, atEnd float64) {
+	var allocated, arrived int64
+	at100 = -1
+	for i, p := range work {
+		arrived += p.Task.GPUTotal()
+		if placements[i] != "" {
+			allocated += p.Task.GPUTotal()
+		}
+		if at100 < 0 && arrived >= gpuCap {
+			at100 = 100 * float64(allocated) / float64(gpuCap)
+		}
+	}
+	atEnd = 100 * float64(allocated) / float64(gpuCap)
+	if at100 < 0 {
+		at100 = atEnd
+	}
+	return at100, atEnd
+}
+
+// createNodes registers the simulated nodes (Node, Lease, ResourceSlice).
+func createNodes(ctx context.Context, client kubernetes.Interface, trace []TraceNode) ([]*v1.Node, error) {
+	var out []*v1.Node
+	for _, n := range trace {
+		now := time.Now()
+		want := serverNode(n, now)
+		node, err := client.CoreV1().Nodes().Create(ctx, want, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
+		}
+		// Status as the kubelet reports it (whatever create kept of it).
+		node.Status = want.Status
+		if node, err = client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("node %s status: %w", n.Name, err)
+		}
+		if _, err := client.CoordinationV1().Leases(v1.NamespaceNodeLease).Create(ctx, serverLease(node, now), metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("lease %s: %w", n.Name, err)
+		}
+		if n.GPUs > 0 {
+			if _, err := client.ResourceV1().ResourceSlices().Create(ctx, traceSlice(n), metav1.CreateOptions{}); err != nil {
+				return nil, fmt.Errorf("ResourceSlice of %s: %w", n.Name, err)
+			}
+		}
+		out = append(out, node)
+	}
+	return out, nil
+}
+
+// heartbeat renews every node's Lease every 10 s, as the kubelet does, so
+// that the node lifecycle controller keeps the nodes Ready (it marks a
+// node Unknown and taints it after the grace period without a heartbeat).
+func heartbeat(ctx context.Context, client kubernetes.Interface, nodes []*v1.Node) {
+	leases := client.CoordinationV1().Leases(v1.NamespaceNodeLease)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		for _, n := range nodes {
+			l, err := leases.Get(ctx, n.Name, metav1.GetOptions{})
+			if err == nil {
+				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+				_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			}
+			if err != nil && ctx.Err() == nil && !apierrors.IsConflict(err) {
+				fmt.Fprintf(os.Stderr, "gputrace: renew lease of %s: %v\n", n.Name, err)
+			}
+		}
+	}
+}
+
+// notReady lists the trace nodes that have a taint or are not Ready.
+func notReady(ctx context.Context, client kubernetes.Interface, trace []TraceNode) ([]string, error) {
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range trace {
+		want[n.Name] = true
+	}
+	var bad []string
+	for _, n := range list.Items {
+		if !want[n.Name] {
+			continue
+		}
+		delete(want, n.Name)
+		ready := false
+		for _, c := range n.Status.Conditions {
+			ready = ready || (c.Type == v1.NodeReady && c.Status == v1.ConditionTrue)
+		}
+		if len(n.Spec.Taints) > 0 || !ready {
+			bad = append(bad, fmt.Sprintf("%s (ready %v, taints %v)", n.Name, ready, n.Spec.Taints))
+		}
+	}
+	for n := range want {
+		bad = append(bad, n+" (missing)")
+	}
+	slices.Sort(bad)
+	return bad, nil
+}
+
+func waitUntainted(ctx context.Context, client kubernetes.Interface, trace []TraceNode, timeout time.Duration) error {
+	var bad []string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		bad, err = notReady(ctx, client, trace)
+		return err == nil && len(bad) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes not Ready and untainted after %v: %d, e.g. %v", timeout, len(bad), bad[:min(3, len(bad))])
+	}
+	return nil
+}
+
+// tail returns the last n lines of a file, for errors.
+func tail(file string, n int) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return file + ":\n" + strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// compareServer runs each seed through a real server and, on the same
+// input, in process in sim mode (first-fit GPU choice) and dra mode for
+// each policy, and prints whether the allocation ratio, the number of pods
+// scheduled and each pod's node (and, against dra mode, its GPUs) are
+// equal. It reports false if a run fails or a comparison differs.
+func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seeds []int64, policies []Policy, tune float64, tieBreak string, maxPods int, so ServerOptions) bool {
+	ok := true
+	for _, seed := range seeds {
+		type ref struct {
+			name string
+			r    Result
+		}
+		var refs []ref
+		for _, p := range policies {
+			first := p
+			first.Picker = "first"
+			rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, Policy: first, Mode: "sim", TieBreak: tieBreak, MaxPods: maxPods}
+			sim, err := Replay(ctx, rc)
+			if err != nil {
+				fmt.Printf("%s seed %d: sim: %v\n", p.Name, seed, err)
+				ok = false
+				continue
+			}
+			refs = append(refs, ref{"sim " + p.Name, sim})
+			rc.Mode = "dra"
+			d, err := ReplayDRA(ctx, rc)
+			if err != nil {
+				fmt.Printf("%s seed %d: dra: %v\n", p.Name, seed, err)
+				ok = false
+				continue
+			}
+			refs = append(refs, ref{"dra " + p.Name, d})
+		}
+		rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, MaxPods: maxPods}
+		s, err := ReplayServer(ctx, rc, so)
+		if err != nil {
+			fmt.Printf("seed %d: server: %v\n", seed, err)
+			return false
+		}
+		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s); server up in %.1f s\n",
+			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
+			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Start.Seconds())
+		if len(s.Scheduler) > 0 {
+			fmt.Printf("  kube-scheduler: %s\n", strings.Join(s.Scheduler, "; "))
+		}
+		if len(s.TaintedAfter) > 0 {
+			fmt.Printf("  nodes not Ready or tainted at the end: %d, e.g. %v\n", len(s.TaintedAfter), s.TaintedAfter[:min(3, len(s.TaintedAfter))])
+			ok = false
+		} else {
+			fmt.Printf("  all %d nodes Ready and untainted at the end\n", len(nodes))
+		}
+		for _, r := range refs {
+			withGPUs := strings.HasPrefix(r.name, "dra")
+			diff, firstDiff := placementDiff(r.r.Placements, s.Placements, withGPUs)
+			eq := func(b bool) string {
+				if b {
+					return "EQUAL"
+				}
+				ok = false
+				return "DIFFERENT"
+			}
+			what := "node"
+			if withGPUs {
+				what = "node and GPUs"
+			}
+			fmt.Printf("  vs %-12s %.2f%% (%d scheduled, %.0f pods/s): alloc %s, scheduled %s, per-pod %s %s",
+				r.name+":", r.r.AllocAtEnd, r.r.Scheduled, r.r.PodsPerSec,
+				eq(r.r.AllocAtEnd == s.AllocAtEnd), eq(r.r.Scheduled == s.Scheduled), what, eq(diff == 0))
+			if diff > 0 {
+				fmt.Printf(" (%d of %d pods; first at arrival %d: %s %q with %d node(s) tied for the best total score, server %q)",
+					diff, s.Pods, firstDiff, r.name, r.r.Placements[firstDiff], r.r.Ties[firstDiff], s.Placements[firstDiff])
+			}
+			fmt.Println()
+		}
+	}
+	return ok
+}
+
+// placementDiff counts the pods placed differently ("" = unscheduled);
+// without withGPUs only the node part of "node:gpus" is compared.
+func placementDiff(a, b []string, withGPUs bool) (diff, first int) {
+	first = -1
+	for i := range min(len(a), len(b)) {
+		x, y := a[i], b[i]
+		if !withGPUs {
+			x, _, _ = strings.Cut(x, ":")
+			y, _, _ = strings.Cut(y, ":")
+		}
+		if x != y {
+			diff++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	return diff, first
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/strata-dev/strata/pkg/dra"
+	"github.com/strata-dev/strata/pkg/gpushare"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
+)
+
+func TestServerNode(t *testing.T) {
+	now := time.Now()
+	n := serverNode(TraceNode{Name: "openb-node-0001", CPU: 96000, MemMiB: 1024, GPUs: 8, Model: "G2"}, now)
+	if n.UID != "" || len(n.Spec.Taints) != 0 {
+		t.Errorf("uid %q taints %v: want none", n.UID, n.Spec.Taints)
+	}
+	for _, rl := range []v1.ResourceList{n.Status.Capacity, n.Status.Allocatable} {
+		if rl.Cpu().MilliValue() != 96000 || rl.Memory().Value() != 1024<<20 || rl.Pods().Value() != 1000 {
+			t.Errorf("resources %v", rl)
+		}
+	}
+	if len(n.Status.Conditions) != 1 || n.Status.Conditions[0].Type != v1.NodeReady || n.Status.Conditions[0].Status != v1.ConditionTrue ||
+		!n.Status.Conditions[0].LastHeartbeatTime.Time.Equal(now.Truncate(time.Second)) && !n.Status.Conditions[0].LastHeartbeatTime.Time.Equal(now) {
+		t.Errorf("conditions %+v: want Ready now", n.Status.Conditions)
+	}
+	l := serverLease(n, now)
+	if l.Namespace != v1.NamespaceNodeLease || l.Name != n.Name || *l.Spec.HolderIdentity != n.Name || l.OwnerReferences[0].Kind != "Node" {
+		t.Errorf("lease %+v", l)
+	}
+}
+
+// The simulated node's slice is what pkg/dra publishes: driver, pool and
+// node name, one device per GPU from dra.Device with the node's model.
+func TestTraceSliceIsDriverResources(t *testing.T) {
+	n := TraceNode{Name: "openb-node-0002", CPU: 64000, MemMiB: 1024, GPUs: 2, Model: "V100M16"}
+	s := traceSlice(n)
+	if s.Spec.Driver != dra.DriverName || s.Spec.Pool.Name != n.Name || s.Spec.NodeName == nil || *s.Spec.NodeName != n.Name || s.Spec.Pool.ResourceSliceCount != 1 {
+		t.Fatalf("slice spec %+v", s.Spec)
+	}
+	if len(s.Spec.Devices) != 2 {
+		t.Fatalf("%d devices, want 2", len(s.Spec.Devices))
+	}
+	for i, d := range s.Spec.Devices {
+		compute := d.Capacity[dra.CapacityCompute].Value
+		want := dra.Device(dra.GPU{Index: i, UUID: *d.Attributes["uuid"].StringValue, Model: n.Model, MemoryBytes: 16 << 30, Backend: "simulated", Minor: -1})
+		if d.Name != want.Name || *d.Attributes["model"].StringValue != "V100M16" || compute.Value() != dra.ComputeMilliPerGPU || !*d.AllowMultipleAllocations {
+			t.Errorf("device %d: %+v", i, d)
+		}
+	}
+}
+
+func TestServerPod(t *testing.T) {
+	share := TracePod{Name: "openb-pod-0001", Task: gpushare.Task{CPU: 4000, Mem: 100, NumGPU: 1, GPUMilli: 250, Models: "V100M16|V100M32"}}
+	whole := TracePod{Name: "openb-pod-0002", Task: gpushare.Task{CPU: 8000, Mem: 100, NumGPU: 2, GPUMilli: 1000}}
+	cpu := TracePod{Name: "openb-pod-0003-tuned-7", Task: gpushare.Task{CPU: 2000, Mem: 100}}
+
+	pod, claim, tmpl := serverPod(3, share, false)
+	if pod.UID != "" || claim == nil || claim.UID != "" || tmpl != nil {
+		t.Fatalf("pod uid %q, claim %v, template %v", pod.UID, claim, tmpl)
+	}
+	if *pod.Spec.ResourceClaims[0].ResourceClaimName != claim.Name || pod.Spec.Containers[0].Resources.Claims[0].Name != "gpu" {
+		t.Errorf("pod does not use its claim: %+v", pod.Spec.ResourceClaims)
+	}
+	req := claim.Spec.Devices.Requests[0].Exactly
+	milli := req.Capacity.Requests[dra.CapacityCompute]
+	if req.DeviceClassName != dra.DriverName || req.Count != 1 || milli.Value() != 250 ||
+		req.Selectors[0].CEL.Expression != gpustate.ModelSelector([]string{"V100M16", "V100M32"}) {
+		t.Errorf("request %+v", req)
+	}
+	if pod.Spec.SecurityContext == nil || !*pod.Spec.SecurityContext.RunAsNonRoot || pod.Spec.Containers[0].SecurityContext.Capabilities.Drop[0] != "ALL" {
+		t.Error("pod would not pass Pod Security restricted")
+	}
+	if pod.Spec.Containers[0].Resources.Requests.Cpu().MilliValue() != 4000 {
+		t.Errorf("requests %v", pod.Spec.Containers[0].Resources.Requests)
+	}
+
+	pod, claim, tmpl = serverPod(4, share, true)
+	if claim != nil || tmpl == nil || pod.Spec.ResourceClaims[0].ResourceClaimName != nil || *pod.Spec.ResourceClaims[0].ResourceClaimTemplateName != tmpl.Name {
+		t.Fatalf("template mode: claim %v, template %v, pod claims %+v", claim, tmpl, pod.Spec.ResourceClaims)
+	}
+	if tmpl.Name != "gpu-1x250-v100m16-v100m32" || len(validation.IsDNS1123Subdomain(tmpl.Name)) > 0 {
+		t.Errorf("template name %q", tmpl.Name)
+	}
+	_, _, t2 := serverPod(5, whole, true)
+	if t2.Name != "gpu-2x1000" || t2.Spec.Spec.Devices.Requests[0].Exactly.Count != 2 || len(t2.Spec.Spec.Devices.Constraints) != 1 {
+		t.Errorf("whole GPUs template %+v", t2)
+	}
+
+	pod, claim, tmpl = serverPod(6, cpu, true)
+	if claim != nil || tmpl != nil || len(pod.Spec.ResourceClaims) != 0 {
+		t.Errorf("CPU-only pod asks for GPUs: %+v", pod.Spec.ResourceClaims)
+	}
+	if !strings.HasPrefix(pod.Name, "p00006-") || len(validation.IsDNS1123Subdomain(pod.Name)) > 0 {
+		t.Errorf("pod name %q", pod.Name)
+	}
+}
+
+func TestAllocationAndDiff(t *testing.T) {
+	work := []TracePod{
+		{Task: gpushare.Task{NumGPU: 1, GPUMilli: 500}},
+		{Task: gpushare.Task{NumGPU: 2, GPUMilli: 1000}},
+		{Task: gpushare.Task{CPU: 1}},
+		{Task: gpushare.Task{NumGPU: 1, GPUMilli: 1000}},
+	}
+	at100, atEnd := allocation(work, []string{"a:0", "", "b", "a:1"}, 2000)
+	if at100 != 25 || atEnd != 75 {
+		t.Errorf("allocation %.2f @100%%, %.2f at end; want 25, 75", at100, atEnd)
+	}
+	sim := []string{"a", "", "b", "a"}
+	srv := []string{"a:0", "", "c", "a:1"}
+	if d, f := placementDiff(sim, srv, false); d != 1 || f != 2 {
+		t.Errorf("node diff %d first %d; want 1 at 2", d, f)
+	}
+	if d, f := placementDiff([]string{"a:0", "", "b", "a:0"}, srv, true); d != 2 || f != 2 {
+		t.Errorf("node+GPU diff %d first %d; want 2 at 2", d, f)
+	}
+}
+
+func TestUnschedulable(t *testing.T) {
+	p := &v1.Pod{Status: v1.PodStatus{Conditions: []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable}}}}
+	if !unschedulable(p) {
+		t.Error("not seen as unschedulable")
+	}
+	p.Status.Conditions[0].Reason = "SchedulerError"
+	if unschedulable(p) {
+		t.Error("a scheduler error is not a decision")
+	}
+}
