@@ -671,11 +671,12 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 		for _, r := range refs {
 			withGPUs := strings.HasPrefix(r.name, "dra")
 			diff, firstDiff := placementDiff(r.r.Placements, s.Placements, withGPUs)
+			// Reported, not failed: kube-scheduler breaks score ties by
+			// timing, so the server is not reproducible pod for pod.
 			eq := func(b bool) string {
 				if b {
 					return "EQUAL"
 				}
-				ok = false
 				return "DIFFERENT"
 			}
 			what := "node"
