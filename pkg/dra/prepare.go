@@ -214,7 +214,7 @@ func (s *state) prepareClaim(ctx context.Context, claim *resourcev1.ResourceClai
 		// share whose previous claim the kubelet has not unprepared yet.
 		// Refusing would only stall the pod in the kubelet's backoff, so an
 		// apparent over-commit is logged, not refused.
-		if err := s.checkCapacity(ctx, c); err != nil {
+		if err := s.checkCapacity(c); err != nil {
 			klog.FromContext(ctx).Info("GPU looks over-committed; trusting the scheduler's allocation", "claim", klog.KObj(claim), "reason", err.Error())
 		}
 	}
@@ -299,11 +299,10 @@ func (s *state) newPreparedClaim(claim *resourcev1.ResourceClaim) (*preparedClai
 }
 
 // checkCapacity cross-checks the scheduler: the claims prepared on one GPU
-// should stay within its capacity.
-// Claims that were deleted (their pods gone) but that the kubelet has not
-// unprepared yet do not count: the scheduler has already given their
-// share to someone else.
-func (s *state) checkCapacity(ctx context.Context, c *preparedClaim) error {
+// should stay within its capacity. It only feeds a log line, so it reads
+// no API: a claim whose pod is gone but that the kubelet has not
+// unprepared yet still counts here, which is why an excess is not an error.
+func (s *state) checkCapacity(c *preparedClaim) error {
 	type use struct{ compute, memory int64 }
 	used := map[string]use{}
 	add := func(d preparedDevice) {
@@ -313,7 +312,7 @@ func (s *state) checkCapacity(ctx context.Context, c *preparedClaim) error {
 		used[d.Device] = u
 	}
 	for uid, other := range s.claims {
-		if uid == c.UID || s.deleted(ctx, other) {
+		if uid == c.UID {
 			continue
 		}
 		for _, d := range other.Devices {
@@ -331,16 +330,6 @@ func (s *state) checkCapacity(ctx context.Context, c *preparedClaim) error {
 		}
 	}
 	return nil
-}
-
-// deleted reports whether the prepared claim no longer holds its devices
-// in the API: it is gone, being deleted, or deallocated.
-func (s *state) deleted(ctx context.Context, c *preparedClaim) bool {
-	got, err := s.client.ResourceV1().ResourceClaims(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return true
-	}
-	return err == nil && (got.UID != c.UID || got.DeletionTimestamp != nil || got.Status.Allocation == nil)
 }
 
 // cdiSpec builds the claim's CDI spec: one CDI device per request, whose

@@ -97,3 +97,30 @@ func TestGatewayForwardsWhenReady(t *testing.T) {
 		t.Fatalf("got %d %q %v", w.Code, w.Body.String(), w.Header())
 	}
 }
+
+// A replica that refuses the connection (it is going away) costs the
+// request nothing: it is sent to another one.
+func TestGatewayRetriesRefusedConnection(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer backend.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadAddr := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	g := NewGateway("localhost", nil)
+	key := types.NamespacedName{Namespace: "default", Name: "fn"}
+	g.Update(key, Snapshot{Runtime: servingv1.RuntimeContainer, Timeout: 5 * time.Second, Ready: 2, Desired: 2,
+		Endpoints: map[string]string{"fn-dead": deadAddr, "fn-live": strings.TrimPrefix(backend.URL, "http://")}})
+	// Make the dead replica the one picked first.
+	for _, e := range g.get(key).endpoints {
+		if e.pod == "fn-live" {
+			e.inFlight.Store(5)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/fn/default/fn/", nil))
+		if w.Code != 200 || w.Body.String() != "ok" || w.Header().Get(HeaderBackend) != "pod/fn-live" {
+			t.Fatalf("request %d: %d %q %v", i, w.Code, w.Body.String(), w.Header())
+		}
+	}
+}

@@ -2,7 +2,6 @@ package serverless
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -118,11 +117,7 @@ func (h *WasmHost) compile(ctx context.Context, key types.NamespacedName, cfg Ho
 	}
 	m, err := h.engine.Compile(ctx, raw, wasm.Options{MemoryLimit: limit})
 	if err != nil {
-		var invalid *wasm.InvalidModuleError
-		if errors.As(err, &invalid) {
-			return nil, nil, &function.Problem{Reason: servingv1.ReasonInvalidModule, Message: fmt.Sprintf("image %s: %v", cfg.Image, err)}
-		}
-		return nil, nil, &function.Problem{Reason: servingv1.ReasonInvalidModule, Message: err.Error()}
+		return nil, nil, &function.Problem{Reason: servingv1.ReasonInvalidModule, Message: fmt.Sprintf("image %s: %v", cfg.Image, err)}
 	}
 	// The module sees what it would see in a pod: the image's env, then
 	// the function's; no files, no sockets.
