@@ -35,6 +35,7 @@ import (
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
 
 // traceSlice is the ResourceSlice the node's DRA driver (pkg/dra) would
@@ -105,9 +106,11 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		work = work[:rc.MaxPods]
 	}
 	podsIn := make([]*v1.Pod, len(work))
+	nClaims := 0
 	for i, p := range work {
 		pod, claim := makePod(i, p)
 		if claim != nil {
+			nClaims++
 			if _, err := client.ResourceV1().ResourceClaims(namespace).Create(ctx, claim, metav1.CreateOptions{}); err != nil {
 				return Result{}, err
 			}
@@ -130,6 +133,9 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	registry := plugins.NewInTreeRegistry()
 	src, claims := gpustate.DRASource{Manager: m}, gpustate.DRAClaims(m)
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
+		return Result{}, err
+	}
+	if err := registry.Register(nodeorder.Name, nodeorder.New); err != nil {
 		return Result{}, err
 	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(src, claims)); err != nil {
@@ -165,6 +171,13 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	}); err != nil {
 		return Result{}, fmt.Errorf("slice tracker has not seen the %d ResourceSlices: %w", nSlices, err)
 	}
+	// Likewise the claim cache, fed by its informer's event handler after
+	// the informer itself has synced.
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return len(claimCache.List(nil)) == nClaims, nil
+	}); err != nil {
+		return Result{}, fmt.Errorf("claim cache has not seen the %d ResourceClaims: %w", nClaims, err)
+	}
 	after := func(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) (string, error) {
 		if st := fw.RunPreBindPlugins(ctx, cs, pod, node); !st.IsSuccess() {
 			return "", fmt.Errorf("prebind %s on %s: %w", pod.Name, node, st.AsError())
@@ -185,7 +198,9 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		}
 		return strings.Join(devs, ","), nil
 	}
-	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, rank, after)
+	return runInOrder(rc.Order, work, podsIn, func(work []TracePod, pods []*v1.Pod) (Result, error) {
+		return run(ctx, fw, snapshot, work, pods, gpuCap, rc.Seed, rank, after)
+	})
 }
 
 // versionObjects makes the fake clientset give every created or updated

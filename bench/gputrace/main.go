@@ -35,6 +35,8 @@ func main() {
 	claimsMode := flag.String("claims", "pod", "server mode: pod (a ResourceClaim per GPU pod, created before the pods) or template (a ResourceClaimTemplate per GPU shape)")
 	inflight := flag.Int("inflight", 100, "server mode: at most N pods created and not yet bound or unschedulable")
 	metricsOut := flag.String("scheduler-metrics", "", "server mode: write kube-scheduler's metrics at the end of each run to this file")
+	creators := flag.Int("creators", 8, "server mode: pods created at once, in arrival order (1: strictly in order, paced by one client's latency)")
+	cpuProfile := flag.String("cpu-profile", "", "server mode: write a CPU profile of the server process (10 s from the first pod) to this file")
 	keep := flag.Bool("keep", false, "server mode: keep the server's data dir (its logs) instead of removing it")
 	quiet := flag.Duration("quiet", 3*time.Second, "server mode: done once every pod is decided and nothing changed for this long")
 	maxPods := flag.Int("max-pods", 0, "cut the arrival sequence after N pods; 0 = all (dra mode: 1000)")
@@ -111,7 +113,7 @@ func main() {
 		// Interrupted: stop the server and remove its data dir.
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		ok := compareServer(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods,
-			ServerOptions{Bin: *bin, Claims: *claimsMode, Inflight: max(1, *inflight), Quiet: *quiet, MetricsOut: *metricsOut, Keep: *keep})
+			ServerOptions{Bin: *bin, Claims: *claimsMode, Inflight: max(1, *inflight), Quiet: *quiet, MetricsOut: *metricsOut, Keep: *keep, CPUProfile: *cpuProfile, Creators: *creators})
 		stop()
 		if !ok {
 			os.Exit(1)

@@ -30,10 +30,12 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/metrics"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
+	"github.com/strata-dev/strata/pkg/scheduler"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpusim"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
 
 // Policy is a scheduler profile to compare.
@@ -63,22 +65,28 @@ var policyList = []Policy{
 		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
 	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
 		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
-	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, node-order tie-break) beside the default scorers, GPU first fit",
+	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, node-order tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
 		Score:  productScore,
 		Picker: "first", Window: true},
 }
 
 // productScore is the score set of the profile pkg/scheduler.Config gives
-// kube-scheduler, less the default scorers that give every node of the
-// replay the same score (TaintToleration: no taints; NodeAffinity,
-// PodTopologySpread, InterPodAffinity: the pods ask none; ImageLocality: no
-// node has images; DynamicResources: scores only firstAvailable
-// sub-requests), which change neither the best node nor the ties.
-var productScore = []config.Plugin{
-	{Name: "NodeResourcesFit", Weight: 1},
-	{Name: "NodeResourcesBalancedAllocation", Weight: 1},
-	{Name: gpufrag.Name, Weight: 5},
-}
+// kube-scheduler, with its weights, less the default scorers that give
+// every node of the replay the same score (TaintToleration: no taints;
+// NodeAffinity, PodTopologySpread, InterPodAffinity: the pods ask none;
+// ImageLocality: no node has images; VolumeBinding: no volumes;
+// DynamicResources: scores only firstAvailable sub-requests), which change
+// neither the best node nor the ties.
+var productScore = func() []config.Plugin {
+	keep := map[string]bool{"NodeResourcesFit": true, "NodeResourcesBalancedAllocation": true, gpufrag.Name: true, nodeorder.Name: true}
+	var out []config.Plugin
+	for _, p := range scheduler.ScorePlugins() {
+		if keep[p.Name] {
+			out = append(out, config.Plugin{Name: p.Name, Weight: p.Weight})
+		}
+	}
+	return out
+}()
 
 // fragOptions is StrataGPUFrag's wiring for a run: the trace's fixed
 // distribution, or (Policy.Window) a new window with the product's
@@ -130,6 +138,11 @@ type ReplayConfig struct {
 	MaxPods int
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
+	// Order, if set, is the order the pods reach the scheduler: the k-th
+	// is arrival Order[k] (after MaxPods). The server replay sets it to the
+	// order the API server committed the pods in, so that the in-process
+	// references see the same queue. Results stay indexed by arrival.
+	Order []int
 }
 
 // Result of one run.
@@ -141,6 +154,33 @@ type Result struct {
 	// Ties per pod in arrival order: how many nodes shared the highest
 	// total score (1: a unique best node; 0: unscheduled).
 	Ties []int
+}
+
+// runInOrder runs the pods in order (nil: as they arrive) and indexes the
+// result's per-pod fields by arrival again.
+func runInOrder(order []int, work []TracePod, pods []*v1.Pod, run func([]TracePod, []*v1.Pod) (Result, error)) (Result, error) {
+	if order == nil {
+		return run(work, pods)
+	}
+	if len(order) != len(work) {
+		return Result{}, fmt.Errorf("order has %d pods, the arrival sequence %d", len(order), len(work))
+	}
+	w, p := make([]TracePod, len(work)), make([]*v1.Pod, len(pods))
+	for k, i := range order {
+		w[k], p[k] = work[i], pods[i]
+	}
+	res, err := run(w, p)
+	placements, ties := make([]string, len(order)), make([]int, len(order))
+	for k, i := range order {
+		if k < len(res.Placements) {
+			placements[i] = res.Placements[k]
+		}
+		if k < len(res.Ties) {
+			ties[i] = res.Ties[k]
+		}
+	}
+	res.Placements, res.Ties = placements, ties
+	return res, err
 }
 
 // Workload builds the arrival sequence and the host tie-break order of the
@@ -315,7 +355,9 @@ func profile(p Policy, gpuPlugin string) (*config.KubeSchedulerProfile, error) {
 		Bind:      set("DefaultBinder"),
 	}
 	for _, s := range p.Score {
-		prof.Plugins.PreScore.Enabled = append(prof.Plugins.PreScore.Enabled, config.Plugin{Name: s.Name})
+		if s.Name != nodeorder.Name { // scores in NormalizeScore alone
+			prof.Plugins.PreScore.Enabled = append(prof.Plugins.PreScore.Enabled, config.Plugin{Name: s.Name})
+		}
 	}
 	return &prof, nil
 }
@@ -347,6 +389,9 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, store, store.Claims, frag))); err != nil {
 		return Result{}, err
 	}
+	if err := registry.Register(nodeorder.Name, nodeorder.New); err != nil {
+		return Result{}, err
+	}
 	if err := registry.Register(gpubestfit.Name, gpubestfit.Factory(store, store.Claims)); err != nil {
 		return Result{}, err
 	}
@@ -375,7 +420,9 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 		}
 		podsIn[i] = pod
 	}
-	return run(ctx, fw, snapshot, work, podsIn, gpuCap, rc.Seed, rank, nil)
+	return runInOrder(rc.Order, work, podsIn, func(work []TracePod, pods []*v1.Pod) (Result, error) {
+		return run(ctx, fw, snapshot, work, pods, gpuCap, rc.Seed, rank, nil)
+	})
 }
 
 var fragCache = map[string]*gpushare.Fragmenter{}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,79 @@ func TestUnschedulable(t *testing.T) {
 	p.Status.Conditions[0].Reason = "SchedulerError"
 	if unschedulable(p) {
 		t.Error("a scheduler error is not a decision")
+	}
+}
+
+func TestCreationOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		revs       []int64
+		order      []int
+		outOfOrder int
+	}{
+		{"in order", []int64{10, 11, 12}, []int{0, 1, 2}, 0},
+		{"one swap", []int64{10, 12, 11}, []int{0, 2, 1}, 1},
+		{"last first", []int64{11, 12, 10}, []int{2, 0, 1}, 1},
+		{"reversed", []int64{12, 11, 10}, []int{2, 1, 0}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := creation{revs: tc.revs}
+			if got := c.order(); !slices.Equal(got, tc.order) {
+				t.Errorf("order %v, want %v", got, tc.order)
+			}
+			if got := c.outOfOrder(); got != tc.outOfOrder {
+				t.Errorf("outOfOrder %d, want %d", got, tc.outOfOrder)
+			}
+		})
+	}
+}
+
+// runInOrder feeds the pods in the given order and reports per arrival.
+func TestRunInOrder(t *testing.T) {
+	work := []TracePod{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	pods := []*v1.Pod{{}, {}, {}}
+	var seen []string
+	res, err := runInOrder([]int{2, 0, 1}, work, pods, func(w []TracePod, _ []*v1.Pod) (Result, error) {
+		var r Result
+		for _, p := range w {
+			seen = append(seen, p.Name)
+			r.Placements = append(r.Placements, "node-"+p.Name)
+			r.Ties = append(r.Ties, 1)
+		}
+		return r, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []string{"c", "a", "b"}) {
+		t.Errorf("ran %v, want c a b", seen)
+	}
+	if want := []string{"node-a", "node-b", "node-c"}; !slices.Equal(res.Placements, want) {
+		t.Errorf("placements %v, want %v (by arrival)", res.Placements, want)
+	}
+	if _, err := runInOrder([]int{0}, work, pods, nil); err == nil {
+		t.Error("an order of the wrong length was accepted")
+	}
+}
+
+func TestPlacementDiff(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		a, b        []string
+		withGPUs    bool
+		diff, first int
+	}{
+		{"equal", []string{"n1:0", "n2"}, []string{"n1:0", "n2"}, true, 0, -1},
+		{"CPU pod with and without colon", []string{"n1:", "n2:1"}, []string{"n1", "n2:1"}, true, 0, -1},
+		{"other GPU", []string{"n1:0", "n2:1"}, []string{"n1:0", "n2:2"}, true, 1, 1},
+		{"other GPU, nodes only", []string{"n1:0", "n2:1"}, []string{"n1:0", "n2:2"}, false, 0, -1},
+		{"unscheduled", []string{"n1:0", ""}, []string{"", ""}, false, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			diff, first := placementDiff(tc.a, tc.b, tc.withGPUs)
+			if diff != tc.diff || first != tc.first {
+				t.Errorf("diff %d first %d, want %d %d", diff, first, tc.diff, tc.first)
+			}
+		})
 	}
 }

@@ -38,7 +38,7 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--kubelet-client-key=" + s.kubeletClient.KeyFile,
 		"--kubelet-certificate-authority=" + s.ca.CertFile,
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
-		"--profiling=false",
+		"--profiling=" + strconv.FormatBool(c.Profiling),
 		"--enable-priority-and-fairness=true",
 		"--feature-gates=" + FeatureGates,
 		"--runtime-config=" + runtimeConfig,

@@ -31,6 +31,8 @@ type Config struct {
 	// PodSecurityDefault is the Pod Security level enforced in namespaces
 	// that do not set their own (restricted unless set).
 	PodSecurityDefault string
+	// Profiling turns on kube-apiserver's /debug/pprof handlers.
+	Profiling bool
 
 	certs *certSet
 }

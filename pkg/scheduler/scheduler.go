@@ -6,28 +6,78 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpupreempt"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
 
-// Plugins registers Strata's out-of-tree plugins with kube-scheduler.
-func Plugins() []schedulerapp.Option {
-	return []schedulerapp.Option{
-		schedulerapp.WithPlugin(gpufrag.Name, gpufrag.New),
-		schedulerapp.WithPlugin(gpubestfit.Name, gpubestfit.New),
-		schedulerapp.WithPlugin(gpupreempt.Name, gpupreempt.New),
+// Registry holds Strata's out-of-tree plugins.
+func Registry() frameworkruntime.Registry {
+	return frameworkruntime.Registry{
+		gpufrag.Name:    gpufrag.New,
+		gpubestfit.Name: gpubestfit.New,
+		gpupreempt.Name: gpupreempt.New,
+		nodeorder.Name:  nodeorder.New,
 	}
 }
 
+// Plugins registers Strata's out-of-tree plugins with kube-scheduler.
+func Plugins() []schedulerapp.Option {
+	var opts []schedulerapp.Option
+	for name, factory := range Registry() {
+		opts = append(opts, schedulerapp.WithPlugin(name, factory))
+	}
+	return opts
+}
+
+// ScorePlugin is a score plugin and its weight in Strata's profile.
+type ScorePlugin struct {
+	Name   string
+	Weight int32
+}
+
+// ScorePlugins are the profile's score plugins with their weights:
+// upstream's default scorers with their default weights and StrataGPUFrag
+// at 5, all multiplied by nodeorder.Scale, and StrataNodeOrder at 1, which
+// breaks ties between equal totals by a fixed node order (see package
+// nodeorder). Every scorer kube-scheduler enables by default must be here:
+// one left at its default weight would be outweighed by the tie-break
+// (TestScoreWeights checks this against upstream's defaults).
+func ScorePlugins() []ScorePlugin {
+	scaled := []ScorePlugin{
+		{"TaintToleration", 3},
+		{"NodeAffinity", 2},
+		{"NodeResourcesFit", 1},
+		{"VolumeBinding", 1},
+		{"PodTopologySpread", 2},
+		{"InterPodAffinity", 2},
+		{"DynamicResources", 2},
+		{"NodeResourcesBalancedAllocation", 1},
+		{"ImageLocality", 1},
+		{gpufrag.Name, 5},
+	}
+	for i := range scaled {
+		scaled[i].Weight *= int32(nodeorder.Scale)
+	}
+	return append(scaled, ScorePlugin{nodeorder.Name, 1})
+}
+
 // Config is the KubeSchedulerConfiguration Strata runs: the default
-// profile plus fragmentation-aware GPU scoring and GPU preemption. All feasible nodes are
-// scored, because a fragmentation score compares nodes and a sample would
-// hide the best one. kubeconfig is the scheduler's credentials.
+// profile plus fragmentation-aware GPU scoring, GPU preemption and a
+// deterministic tie-break. All feasible nodes are scored, because a
+// fragmentation score compares nodes and a sample would hide the best
+// one. kubeconfig is the scheduler's credentials.
 func Config(kubeconfig string) string {
+	var score strings.Builder
+	for _, p := range ScorePlugins() {
+		fmt.Fprintf(&score, "      - name: %s\n        weight: %d\n", p.Name, p.Weight)
+	}
 	return fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
@@ -51,12 +101,10 @@ profiles:
       - name: %[2]s
     score:
       enabled:
-      - name: %[2]s
-        weight: 5
-  pluginConfig:
+%[4]s  pluginConfig:
   - name: %[2]s
     args:
       windowSize: 1000
       priorWeight: 100
-`, kubeconfig, gpufrag.Name, gpupreempt.Name)
+`, kubeconfig, gpufrag.Name, gpupreempt.Name, score.String())
 }

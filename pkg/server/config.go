@@ -38,6 +38,10 @@ type Config struct {
 	TLSSANs       []string
 	// PodSecurity is the Pod Security level for namespaces without labels.
 	PodSecurity string
+	// Profiling serves /debug/pprof on the API server (to cluster admins).
+	// The control plane shares one process, so the profiles cover etcd,
+	// the scheduler, the controllers and the node as well.
+	Profiling bool
 	// WebhookPort is where the admission webhooks listen, on loopback.
 	WebhookPort int
 	// UnmatchedImages is deny, warn or allow: images no ClusterImagePolicy

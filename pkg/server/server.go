@@ -145,6 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 		NodeName:           cfg.NodeName,
 		ExtraSANs:          cfg.TLSSANs,
 		PodSecurityDefault: cfg.PodSecurity,
+		Profiling:          cfg.Profiling,
 	}
 	if err := cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -133,4 +135,33 @@ func StartServer(binDir, dataDir string, args ...string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start strata server: %w", err)
 	}
 	return cmd, nil
+}
+
+// ProcessCPU is the CPU time (user + system) process pid has used, from
+// /proc/<pid>/stat.
+func ProcessCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from its ")".
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	if !ok {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	// utime and stime are fields 14 and 15, in clock ticks (USER_HZ,
+	// 100 on Linux).
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }

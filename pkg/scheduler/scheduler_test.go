@@ -1,0 +1,72 @@
+package scheduler
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2/ktesting"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	kubescheduler "k8s.io/kubernetes/pkg/scheduler"
+	"k8s.io/kubernetes/pkg/scheduler/profile"
+
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
+)
+
+// TestScoreWeights builds kube-scheduler from Config as the server does
+// and checks the score plugins it actually runs: every one of them is
+// weighted by a multiple of nodeorder.Scale except the tie-break, so that
+// no plugin (e.g. a default scorer added upstream and missing from
+// ScorePlugins) can be outweighed by it; and the relative weights are
+// upstream's, with StrataGPUFrag at 5.
+func TestScoreWeights(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	file := filepath.Join(t.TempDir(), "scheduler.yaml")
+	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := options.LoadConfigFromFile(logger, file)
+	if err != nil {
+		t.Fatalf("Config does not load: %v", err)
+	}
+	client := fake.NewClientset()
+	inf := informers.NewSharedInformerFactory(client, 0)
+	sched, err := kubescheduler.New(ctx, client, inf, nil,
+		profile.NewRecorderFactory(events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})),
+		kubescheduler.WithProfiles(cfg.Profiles...),
+		kubescheduler.WithFrameworkOutOfTreeRegistry(Registry()))
+	if err != nil {
+		t.Fatalf("scheduler from Config: %v", err)
+	}
+	fw := sched.Profiles["default-scheduler"]
+	if fw == nil {
+		t.Fatal("no default-scheduler profile")
+	}
+	got := map[string]int32{}
+	for _, p := range fw.ListPlugins().Score.Enabled {
+		got[p.Name] = p.Weight
+	}
+	if got[nodeorder.Name] != 1 {
+		t.Errorf("%s weight %d, want 1", nodeorder.Name, got[nodeorder.Name])
+	}
+	if got[gpufrag.Name] != 5*int32(nodeorder.Scale) {
+		t.Errorf("%s weight %d, want %d", gpufrag.Name, got[gpufrag.Name], 5*nodeorder.Scale)
+	}
+	if got["NodeResourcesFit"] != int32(nodeorder.Scale) {
+		t.Errorf("NodeResourcesFit weight %d, want %d (upstream's 1, scaled)", got["NodeResourcesFit"], nodeorder.Scale)
+	}
+	for name, w := range got {
+		if name != nodeorder.Name && w%int32(nodeorder.Scale) != 0 {
+			t.Errorf("score plugin %s runs with weight %d, not a multiple of %d: add it to ScorePlugins", name, w, nodeorder.Scale)
+		}
+	}
+	for _, p := range ScorePlugins() {
+		if _, ok := got[p.Name]; !ok {
+			t.Logf("%s is in ScorePlugins but does not score in this build (feature gate off?)", p.Name)
+		}
+	}
+}
