@@ -1,5 +1,6 @@
 // Package gpupreempt is a PostFilter plugin that preempts lower-priority
-// GPU pods for a GPU pod that cannot be placed. Upstream's DefaultPreemption
+// GPU pods (a gang's scheduled pods together) for a GPU pod that cannot be
+// placed. Upstream's DefaultPreemption
 // cannot help there: DynamicResources has no PreFilterExtensions, so
 // removing a victim in the preemption simulation frees none of its devices
 // and every GPU preemption is "not helpful". This plugin runs after it and
@@ -10,14 +11,17 @@ package gpupreempt
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -44,10 +48,18 @@ func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) 
 // Name implements fwk.Plugin.
 func (p *Plugin) Name() string { return Name }
 
-// victim is a lower-priority pod and the milli-GPU it holds per GPU index.
+// victim is what preemption removes as one: a lower-priority pod, or all
+// the scheduled pods of a lower-priority gang (a PodGroup is useless with
+// some of its members gone, so they go together), with what its pods on
+// the candidate node release there.
 type victim struct {
-	pod  *v1.Pod
-	held map[int]int64
+	pods []*v1.Pod // every pod to delete, on any node
+	// Released on the candidate node: milli-GPU per GPU index, milli-CPU
+	// and memory (bytes).
+	held     map[int]int64
+	cpu, mem int64
+	prio     int32     // the highest priority among its pods
+	newest   time.Time // the newest of its pods
 }
 
 // PostFilter implements fwk.PostFilterPlugin.
@@ -55,13 +67,17 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "pod never preempts")
 	}
+	lister := p.h.SnapshotSharedLister().NodeInfos()
+	if node, waiting := awaitingVictims(pod, lister); waiting {
+		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("waiting for the pods preempted on node %s to terminate", node))
+	}
 	mgr := p.h.SharedDRAManager()
 	claims := gpustate.DRAClaims(mgr)
 	task, hasGPU, err := gpustate.PodTask(pod, claims)
 	if err != nil || !hasGPU {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "not a GPU pod")
 	}
-	nodes, err := p.h.SnapshotSharedLister().NodeInfos().List()
+	nodes, err := lister.List()
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}
@@ -70,6 +86,7 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		return nil, fwk.AsStatus(err)
 	}
 	prio := corev1helpers.PodPriority(pod)
+	gangs := gangMembers(nodes)
 	var bestNode string
 	var best []victim
 	for _, ni := range nodes {
@@ -77,17 +94,8 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		if !ok || len(n.GPUFree) == 0 {
 			continue
 		}
-		var cands []victim
-		for _, pi := range ni.GetPods() {
-			vp := pi.GetPod()
-			if corev1helpers.PodPriority(vp) >= prio || vp.DeletionTimestamp != nil {
-				continue
-			}
-			if held := gpuHeld(vp, claims); len(held) > 0 {
-				cands = append(cands, victim{pod: vp, held: held})
-			}
-		}
-		if vs, ok := selectVictims(n, task, cands); ok && (bestNode == "" || len(vs) < len(best)) {
+		vs, ok := selectVictims(n, task, candidates(ni, prio, gangs, claims))
+		if ok && (bestNode == "" || podCount(vs) < podCount(best)) {
 			bestNode, best = ni.Node().Name, vs
 		}
 	}
@@ -95,41 +103,148 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		return nil, fwk.NewStatus(fwk.Unschedulable, "no lower-priority GPU pods whose GPUs would make room")
 	}
 	for _, v := range best {
-		if err := p.evict(ctx, pod, v.pod, bestNode); err != nil {
-			return nil, fwk.AsStatus(err)
+		for _, vp := range v.pods {
+			if err := p.evict(ctx, pod, vp, bestNode); err != nil {
+				return nil, fwk.AsStatus(err)
+			}
 		}
 	}
 	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: bestNode, NominatingMode: fwk.ModeOverride}},
 		fwk.NewStatus(fwk.Success)
 }
 
-// selectVictims releases the lowest-priority (then newest) candidates'
-// GPUs until the task fits, then gives back any victim the fit does not
-// need. ok is false when even all candidates do not make room.
+// awaitingVictims reports whether the pod already preempted pods on its
+// nominated node that are still terminating: their GPUs come back when
+// they are gone, and preempting again meanwhile would evict more pods than
+// needed (upstream's DefaultPreemption waits in the same case).
+func awaitingVictims(pod *v1.Pod, lister fwk.NodeInfoLister) (string, bool) {
+	node := pod.Status.NominatedNodeName
+	if node == "" {
+		return "", false
+	}
+	ni, err := lister.Get(node)
+	if err != nil {
+		return "", false // the node is gone: preempt elsewhere
+	}
+	prio := corev1helpers.PodPriority(pod)
+	for _, pi := range ni.GetPods() {
+		if vp := pi.GetPod(); vp.DeletionTimestamp != nil && corev1helpers.PodPriority(vp) < prio {
+			return node, true
+		}
+	}
+	return "", false
+}
+
+// gangKey names the PodGroup a pod belongs to, "" if none.
+func gangKey(pod *v1.Pod) string {
+	if g := pod.Spec.SchedulingGroup; g != nil && g.PodGroupName != nil {
+		return pod.Namespace + "/" + *g.PodGroupName
+	}
+	return ""
+}
+
+// gangMembers indexes the scheduled pods of every gang by gangKey.
+func gangMembers(nodes []fwk.NodeInfo) map[string][]*v1.Pod {
+	gangs := map[string][]*v1.Pod{}
+	for _, ni := range nodes {
+		for _, pi := range ni.GetPods() {
+			if k := gangKey(pi.GetPod()); k != "" {
+				gangs[k] = append(gangs[k], pi.GetPod())
+			}
+		}
+	}
+	return gangs
+}
+
+// candidates are the victims the node offers to a pod of priority prio:
+// its lower-priority pods holding GPUs, a gang's members taken together
+// (only if all of them have a lower priority and none is terminating).
+func candidates(ni fwk.NodeInfo, prio int32, gangs map[string][]*v1.Pod, claims gpustate.ClaimGetter) []victim {
+	node := ni.Node().Name
+	var out []victim
+	seen := map[string]bool{}
+	for _, pi := range ni.GetPods() {
+		vp := pi.GetPod()
+		if corev1helpers.PodPriority(vp) >= prio || vp.DeletionTimestamp != nil || len(gpuHeld(vp, claims)) == 0 {
+			continue
+		}
+		pods := []*v1.Pod{vp}
+		if k := gangKey(vp); k != "" {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			pods = gangs[k]
+		}
+		v, ok := makeVictim(pods, node, prio, claims)
+		if ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// makeVictim sums what pods release on node; ok is false if one of them
+// may not be preempted by priority prio or is already terminating.
+func makeVictim(pods []*v1.Pod, node string, prio int32, claims gpustate.ClaimGetter) (victim, bool) {
+	v := victim{pods: pods, held: map[int]int64{}, prio: math.MinInt32}
+	for _, vp := range pods {
+		pp := corev1helpers.PodPriority(vp)
+		if pp >= prio || vp.DeletionTimestamp != nil {
+			return victim{}, false
+		}
+		v.prio = max(v.prio, pp)
+		if t := vp.CreationTimestamp.Time; t.After(v.newest) {
+			v.newest = t
+		}
+		if vp.Spec.NodeName != node {
+			continue
+		}
+		for i, m := range gpuHeld(vp, claims) {
+			v.held[i] += m
+		}
+		req := resourcehelper.PodRequests(vp, resourcehelper.PodResourcesOptions{})
+		v.cpu += req.Cpu().MilliValue()
+		v.mem += req.Memory().Value()
+	}
+	return v, true
+}
+
+func podCount(vs []victim) int {
+	n := 0
+	for _, v := range vs {
+		n += len(v.pods)
+	}
+	return n
+}
+
+// selectVictims releases the lowest-priority (then newest) candidates
+// until the task fits the node (GPUs, CPU and memory), then gives back any
+// victim the fit does not need. ok is false when even all candidates do
+// not make room.
 func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, bool) {
 	sort.SliceStable(cands, func(i, j int) bool {
-		pi, pj := corev1helpers.PodPriority(cands[i].pod), corev1helpers.PodPriority(cands[j].pod)
-		if pi != pj {
-			return pi < pj
+		if cands[i].prio != cands[j].prio {
+			return cands[i].prio < cands[j].prio
 		}
-		return cands[i].pod.CreationTimestamp.After(cands[j].pod.CreationTimestamp.Time)
+		return cands[i].newest.After(cands[j].newest)
 	})
 	free := n.Clone()
 	var chosen []victim
 	for _, c := range cands {
-		if gpushare.FitsGPU(free, t) {
+		if gpushare.Fits(free, t) {
 			break
 		}
 		release(&free, c, 1)
 		chosen = append(chosen, c)
 	}
-	if !gpushare.FitsGPU(free, t) {
+	if !gpushare.Fits(free, t) {
 		return nil, false
 	}
 	// Reprieve: most important first, keep a victim if the pod still fits.
 	for i := len(chosen) - 1; i >= 0; i-- {
 		release(&free, chosen[i], -1)
-		if gpushare.FitsGPU(free, t) {
+		if gpushare.Fits(free, t) {
 			chosen = append(chosen[:i], chosen[i+1:]...)
 			continue
 		}
@@ -144,6 +259,8 @@ func release(n *gpushare.Node, v victim, sign int64) {
 			n.GPUFree[i] += sign * m
 		}
 	}
+	n.CPUFree += sign * v.cpu
+	n.MemFree += sign * v.mem
 }
 
 // gpuHeld is the milli-GPU per GPU index that pod's allocated claims hold.

@@ -16,6 +16,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -69,15 +70,13 @@ func ModelsFromSelector(expr string) []string {
 	return out
 }
 
-// PodTask is what the pod asks for: CPU and memory from its containers'
-// requests, GPUs from the first request of class gpu.strata.dev among its
+// PodTask is what the pod asks for: CPU and memory as the scheduler counts
+// them (containers, init containers and overhead), GPUs from the first request of class gpu.strata.dev among its
 // claims: count N whole devices, or count 1 with capacity.requests.compute
 // below 1000 for a share. hasGPU is false for a pod without such a claim.
 func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err error) {
-	for _, c := range pod.Spec.Containers {
-		t.CPU += c.Resources.Requests.Cpu().MilliValue()
-		t.Mem += c.Resources.Requests.Memory().Value()
-	}
+	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	t.CPU, t.Mem = req.Cpu().MilliValue(), req.Memory().Value()
 	for _, prc := range pod.Spec.ResourceClaims {
 		name := claimName(pod, prc)
 		if name == "" {
