@@ -120,6 +120,37 @@ func TestGPUs(t *testing.T) {
 		}
 	})
 
+	t.Run("a best-effort gang with disruptionMode All is preempted as a unit", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		pg := &schedulingv1beta1.PodGroup{
+			ObjectMeta: metav1.ObjectMeta{Name: "batch-gang", Namespace: "default"},
+			Spec: schedulingv1beta1.PodGroupSpec{
+				SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 2}},
+				// The gang's pods share its priority; All: preempt them together.
+				PriorityClassName: "strata-best-effort",
+				DisruptionMode:    &schedulingv1beta1.DisruptionMode{All: &schedulingv1beta1.AllDisruptionMode{}},
+			},
+		}
+		if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "batch-gang", metav1.DeleteOptions{}) })
+		// The gang holds both GPUs; the inference pod needs one, but half
+		// a gang is useless, so both members go.
+		s.gpuPod(t, "member-1", "whole", "batch-gang", "strata-best-effort")
+		s.gpuPod(t, "member-2", "whole", "batch-gang", "strata-best-effort")
+		s.waitRunning(t, "member-1")
+		s.waitRunning(t, "member-2")
+		s.gpuPod(t, "inference", "whole", "", "strata-latency-sensitive")
+		s.waitRunning(t, "inference")
+		for _, name := range []string{"member-1", "member-2"} {
+			p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && p.DeletionTimestamp == nil {
+				t.Errorf("gang member %s was not preempted with the rest of its gang", name)
+			}
+		}
+	})
+
 	t.Run("bad claims say why", func(t *testing.T) {
 		defer s.deleteGPUPods(t)
 		s.gpuPod(t, "greedy", "too-much-memory", "", "")

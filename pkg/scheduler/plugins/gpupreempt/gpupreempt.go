@@ -21,6 +21,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1beta1"
 	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
@@ -35,23 +36,24 @@ const Name = "StrataGPUPreemption"
 
 // Plugin preempts best-effort GPU pods for higher-priority ones.
 type Plugin struct {
-	h fwk.Handle
+	h         fwk.Handle
+	podGroups schedulinglisters.PodGroupLister
 }
 
 var _ fwk.PostFilterPlugin = &Plugin{}
 
 // New is the plugin factory.
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	return &Plugin{h: h}, nil
+	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister()}, nil
 }
 
 // Name implements fwk.Plugin.
 func (p *Plugin) Name() string { return Name }
 
 // victim is what preemption removes as one: a lower-priority pod, or all
-// the scheduled pods of a lower-priority gang (a PodGroup is useless with
-// some of its members gone, so they go together), with what its pods on
-// the candidate node release there.
+// the scheduled pods of a lower-priority PodGroup whose disruptionMode is
+// All (upstream's unit of preemption for gangs that are useless with a
+// member gone), with what its pods on the candidate node release there.
 type victim struct {
 	pods []*v1.Pod // every pod to delete, on any node
 	// Released on the candidate node: milli-GPU per GPU index, milli-CPU
@@ -86,7 +88,8 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		return nil, fwk.AsStatus(err)
 	}
 	prio := corev1helpers.PodPriority(pod)
-	gangs := gangMembers(nodes)
+	unitOf := p.disruptionUnit
+	gangs := gangMembers(nodes, unitOf)
 	var bestNode string
 	var best []victim
 	for _, ni := range nodes {
@@ -94,7 +97,7 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		if !ok || len(n.GPUFree) == 0 {
 			continue
 		}
-		vs, ok := selectVictims(n, task, candidates(ni, prio, gangs, claims))
+		vs, ok := selectVictims(n, task, candidates(ni, prio, unitOf, gangs, claims))
 		if ok && (bestNode == "" || podCount(vs) < podCount(best)) {
 			bestNode, best = ni.Node().Name, vs
 		}
@@ -135,20 +138,27 @@ func awaitingVictims(pod *v1.Pod, lister fwk.NodeInfoLister) (string, bool) {
 	return "", false
 }
 
-// gangKey names the PodGroup a pod belongs to, "" if none.
-func gangKey(pod *v1.Pod) string {
-	if g := pod.Spec.SchedulingGroup; g != nil && g.PodGroupName != nil {
-		return pod.Namespace + "/" + *g.PodGroupName
+// disruptionUnit names the PodGroup a pod must be preempted with, "" if
+// it may go alone: its PodGroup's spec.disruptionMode is All (default
+// Single), as upstream's preemption reads it.
+func (p *Plugin) disruptionUnit(pod *v1.Pod) string {
+	g := pod.Spec.SchedulingGroup
+	if g == nil || g.PodGroupName == nil {
+		return ""
 	}
-	return ""
+	pg, err := p.podGroups.PodGroups(pod.Namespace).Get(*g.PodGroupName)
+	if err != nil || pg.Spec.DisruptionMode == nil || pg.Spec.DisruptionMode.All == nil {
+		return ""
+	}
+	return pod.Namespace + "/" + pg.Name
 }
 
-// gangMembers indexes the scheduled pods of every gang by gangKey.
-func gangMembers(nodes []fwk.NodeInfo) map[string][]*v1.Pod {
+// gangMembers indexes the scheduled pods of every disruption unit.
+func gangMembers(nodes []fwk.NodeInfo, unitOf func(*v1.Pod) string) map[string][]*v1.Pod {
 	gangs := map[string][]*v1.Pod{}
 	for _, ni := range nodes {
 		for _, pi := range ni.GetPods() {
-			if k := gangKey(pi.GetPod()); k != "" {
+			if k := unitOf(pi.GetPod()); k != "" {
 				gangs[k] = append(gangs[k], pi.GetPod())
 			}
 		}
@@ -157,9 +167,10 @@ func gangMembers(nodes []fwk.NodeInfo) map[string][]*v1.Pod {
 }
 
 // candidates are the victims the node offers to a pod of priority prio:
-// its lower-priority pods holding GPUs, a gang's members taken together
-// (only if all of them have a lower priority and none is terminating).
-func candidates(ni fwk.NodeInfo, prio int32, gangs map[string][]*v1.Pod, claims gpustate.ClaimGetter) []victim {
+// its lower-priority pods holding GPUs, the members of a disruption unit
+// taken together (only if all of them have a lower priority and none is
+// terminating).
+func candidates(ni fwk.NodeInfo, prio int32, unitOf func(*v1.Pod) string, gangs map[string][]*v1.Pod, claims gpustate.ClaimGetter) []victim {
 	node := ni.Node().Name
 	var out []victim
 	seen := map[string]bool{}
@@ -169,7 +180,7 @@ func candidates(ni fwk.NodeInfo, prio int32, gangs map[string][]*v1.Pod, claims 
 			continue
 		}
 		pods := []*v1.Pod{vp}
-		if k := gangKey(vp); k != "" {
+		if k := unitOf(vp); k != "" {
 			if seen[k] {
 				continue
 			}

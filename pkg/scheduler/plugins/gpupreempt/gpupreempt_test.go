@@ -140,14 +140,27 @@ func TestCandidates(t *testing.T) {
 	c.add("leaving", "n1", 0, 2, 1000, "", true)
 	c.add("mixed-low", "n1", 0, 3, 1000, "mixed", false)
 	c.add("mixed-high", "n2", 200, 1, 1000, "mixed", false)
+	c.add("loose-a", "n1", 0, 4, 1000, "loose", false)
+	c.add("loose-b", "n2", 0, 2, 1000, "loose", false)
 
-	got := candidates(c.nodes["n1"], 100, gangMembers(c.list()), c.getClaim)
+	// PodGroups "train" and "mixed" have disruptionMode All, "loose"
+	// Single.
+	unitOf := func(p *v1.Pod) string {
+		if g := p.Spec.SchedulingGroup; g != nil && (*g.PodGroupName == "train" || *g.PodGroupName == "mixed") {
+			return "ns/" + *g.PodGroupName
+		}
+		return ""
+	}
+	got := candidates(c.nodes["n1"], 100, unitOf, gangMembers(c.list(), unitOf), c.getClaim)
 	byFirst := map[string]victim{}
 	for _, v := range got {
 		byFirst[v.pods[0].Name] = v
 	}
-	if len(got) != 2 {
-		t.Fatalf("candidates %v, want solo and the train gang only", names(got))
+	if len(got) != 3 {
+		t.Fatalf("candidates %v, want solo, the train gang and loose-a", names(got))
+	}
+	if v, ok := byFirst["loose-a"]; !ok || len(v.pods) != 1 {
+		t.Errorf("loose-a (disruptionMode Single) should go alone: %v", names([]victim{v}))
 	}
 	if v, ok := byFirst["solo"]; !ok || v.held[0] != 500 || v.cpu != 1000 {
 		t.Errorf("solo: %+v, want 500 milli-GPU of GPU 0 and 1 CPU released", v)
