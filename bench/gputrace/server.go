@@ -215,6 +215,9 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	}
 	// The replay's own writes must not be what limits the rate.
 	cfg.QPS, cfg.Burst = 2000, 2000
+	// As kube-controller-manager's clients do (e.g. the Job controller
+	// creating pods): protobuf for built-in types.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return res, err
