@@ -134,7 +134,9 @@ func TestGPUs(t *testing.T) {
 		if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(ctx, pg, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "batch-gang", metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "batch-gang", metav1.DeleteOptions{})
+		})
 		// The gang holds both GPUs; the inference pod needs one, but half
 		// a gang is useless, so both members go.
 		s.gpuPod(t, "member-1", "whole", "batch-gang", "strata-best-effort")
