@@ -44,9 +44,9 @@ type Policy struct {
 	Doc    string
 	Score  []config.Plugin
 	Picker string // GPU choice within the node: fgd, bestfit, first
-	// NoTieBreak turns StrataGPUFrag's own tie-break off (ties go to host
-	// selection, see ReplayConfig.TieBreak).
-	NoTieBreak bool
+	// TieBreak is StrataGPUFrag's tieBreak argument ("" = its default);
+	// "none" leaves ties to host selection (see ReplayConfig.TieBreak).
+	TieBreak string
 	// Window: StrataGPUFrag learns the distribution from a sliding window
 	// of the pods it scores, with the product's arguments (windowSize 1000,
 	// priorWeight 100), instead of the trace's fixed distribution.
@@ -55,17 +55,19 @@ type Policy struct {
 }
 
 var policyList = []Policy{
-	{Name: "fgd", Doc: "Strata default: StrataGPUFrag, GPU within the node chosen by FGD (the paper)",
+	{Name: "fgd", Doc: "Strata default: StrataGPUFrag (tieBreak cpuPodsByIdleGPU), GPU within the node chosen by FGD (the paper)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", Published: 95.39},
-	{Name: "fgd-notie", Doc: "StrataGPUFrag without its node-order tie-break (tieBreak: none): ties left to host selection",
-		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", NoTieBreak: true},
+	{Name: "fgd-hash", Doc: "StrataGPUFrag with tieBreak nodeOrder (the hashed node order for every pod, the default before cpuPodsByIdleGPU), GPU by FGD",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", TieBreak: gpufrag.TieBreakNodeOrder},
+	{Name: "fgd-notie", Doc: "StrataGPUFrag without its own tie-break (tieBreak: none): ties left to host selection",
+		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", TieBreak: gpufrag.TieBreakNone},
 	{Name: "fgd-first", Doc: "StrataGPUFrag for the node, GPU within it = first fit (what DRA's allocator does in the product)",
 		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "first"},
 	{Name: "bestfit", Doc: "the paper's best-fit baseline: StrataGPUBestFit, tightest GPU within the node",
 		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
 	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
 		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
-	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, node-order tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
+	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, default tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
 		Score:  productScore,
 		Picker: "first", Window: true},
 }
@@ -92,7 +94,7 @@ var productScore = func() []config.Plugin {
 // distribution, or (Policy.Window) a new window with the product's
 // arguments.
 func fragOptions(rc ReplayConfig, src gpustate.Source, claims gpustate.ClaimGetter, frag *gpushare.Fragmenter) gpufrag.Options {
-	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, NoTieBreak: rc.Policy.NoTieBreak}
+	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, TieBreak: rc.Policy.TieBreak}
 	if rc.Policy.Window {
 		o.Fragmenter, o.Window = nil, gpushare.NewWindow(1000, gpushare.DefaultPrior(), 100)
 	}

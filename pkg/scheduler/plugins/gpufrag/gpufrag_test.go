@@ -2,6 +2,7 @@ package gpufrag
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
 
 func ni(name string) fwk.NodeInfo {
@@ -68,12 +70,12 @@ func TestBreakTies(t *testing.T) {
 	names := []string{"n0", "n1", "n2", "n3", "n4"}
 	first := ""
 	for _, n := range names[1:4] {
-		if first == "" || NodeOrderLess(n, first) {
+		if first == "" || nodeorder.Less(n, first) {
 			first = n
 		}
 	}
 	scores := fwk.NodeScoreList{{Name: "n0", Score: 40}, {Name: "n1", Score: 52}, {Name: "n2", Score: 52}, {Name: "n3", Score: 52}, {Name: "n4", Score: 51}}
-	p := NewWithOptions(Options{})
+	p := NewWithOptions(Options{TieBreak: TieBreakNodeOrder})
 	if st := p.NormalizeScore(context.Background(), nil, nil, scores); !st.IsSuccess() {
 		t.Fatal(st)
 	}
@@ -107,14 +109,146 @@ func TestBreakTies(t *testing.T) {
 	}
 	// TieBreak none leaves the scores alone.
 	same := fwk.NodeScoreList{{Name: "n1", Score: 52}, {Name: "n2", Score: 52}}
-	if st := NewWithOptions(Options{NoTieBreak: true}).NormalizeScore(context.Background(), nil, nil, same); !st.IsSuccess() || same[0].Score != 52 || same[1].Score != 52 {
-		t.Errorf("NoTieBreak changed %v", same)
+	if st := NewWithOptions(Options{TieBreak: TieBreakNone}).NormalizeScore(context.Background(), nil, nil, same); !st.IsSuccess() || same[0].Score != 52 || same[1].Score != 52 {
+		t.Errorf("tieBreak none changed %v", same)
 	}
 }
 
-func TestArgsTieBreak(t *testing.T) {
-	_, err := New(context.Background(), &runtime.Unknown{Raw: []byte(`{"tieBreak":"lowest"}`), ContentType: runtime.ContentTypeJSON}, nil)
-	if err == nil || !strings.Contains(err.Error(), "tieBreak") {
-		t.Errorf("bad tieBreak accepted: %v", err)
+// firstInNodeOrder is the node nodeorder.Less puts first.
+func firstInNodeOrder(names ...string) string {
+	first := names[0]
+	for _, n := range names[1:] {
+		if nodeorder.Less(n, first) {
+			first = n
+		}
+	}
+	return first
+}
+
+func TestNormalizeScoreTieBreak(t *testing.T) {
+	// Idle GPU capacity: busy 0 (both GPUs taken), nogpu 0 (no GPUs),
+	// half 1000, idle1 and idle2 2000. Every node has 32 CPUs free.
+	store := gpustate.NewStore()
+	for _, n := range []string{"busy", "half", "idle1", "idle2"} {
+		store.AddNode(n, "T4", 2)
+	}
+	store.AddNode("nogpu", "", 0)
+	whole := gpushare.Task{NumGPU: 1, GPUMilli: 1000}
+	_ = store.Update("busy", func(n *gpushare.Node) error { return gpushare.Place(n, whole, []int{0}) })
+	_ = store.Update("busy", func(n *gpushare.Node) error { return gpushare.Place(n, whole, []int{1}) })
+	_ = store.Update("half", func(n *gpushare.Node) error { return gpushare.Place(n, whole, []int{0}) })
+	store.AddClaim(&resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "share", Namespace: "ns"},
+		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu",
+			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpustate.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
+				Capacity: &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{"compute": resource.MustParse("500")}}}}}}},
+	})
+	cpuPod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cpu", Namespace: "ns"}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c"}}}}
+	gpuPod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gpu", Namespace: "ns"}, Spec: v1.PodSpec{
+		Containers:     []v1.Container{{Name: "c"}},
+		ResourceClaims: []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: ptr.To("share")}},
+	}}
+	nodes := []fwk.NodeInfo{ni("busy"), ni("half"), ni("idle1"), ni("idle2"), ni("nogpu")}
+
+	for _, tc := range []struct {
+		name     string
+		tieBreak string
+		pod      *v1.Pod
+		tied     []string // at the highest score; the other nodes score 40
+		hi       int64
+		want     string // the node that keeps the highest score ("" = none changes)
+	}{
+		{name: "CPU pod: least idle GPU", pod: cpuPod, tied: []string{"half", "idle1", "idle2"}, hi: 50, want: "half"},
+		{name: "CPU pod: a node with every GPU taken", pod: cpuPod, tied: []string{"idle1", "busy", "half"}, hi: 50, want: "busy"},
+		{name: "CPU pod: equal idle GPU, node order", pod: cpuPod, tied: []string{"idle1", "idle2"}, hi: 50, want: firstInNodeOrder("idle1", "idle2")},
+		{name: "CPU pod: no GPUs ties with all taken", pod: cpuPod, tied: []string{"busy", "nogpu", "idle2"}, hi: 50, want: firstInNodeOrder("busy", "nogpu")},
+		{name: "CPU pod: every node at 0", pod: cpuPod, tied: []string{"busy", "half", "idle1", "idle2", "nogpu"}, hi: 0, want: firstInNodeOrder("busy", "nogpu")},
+		{name: "GPU pod: node order only", pod: gpuPod, tied: []string{"half", "idle1", "idle2"}, hi: 50, want: firstInNodeOrder("half", "idle1", "idle2")},
+		{name: "nodeOrder: CPU pod by node order", tieBreak: TieBreakNodeOrder, pod: cpuPod, tied: []string{"busy", "half", "idle1", "idle2"}, hi: 50, want: firstInNodeOrder("busy", "half", "idle1", "idle2")},
+		{name: "none", tieBreak: TieBreakNone, pod: cpuPod, tied: []string{"half", "idle1"}, hi: 50},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewWithOptions(Options{Source: store, Claims: store.Claims, TieBreak: tc.tieBreak,
+				Fragmenter: gpushare.NewFragmenter(gpushare.Dist{{Task: gpushare.Task{NumGPU: 1, GPUMilli: 1000}, P: 1}})})
+			for _, reverse := range []bool{false, true} {
+				cs := framework.NewCycleState()
+				if st := p.PreScore(context.Background(), cs, tc.pod, nodes); !st.IsSuccess() {
+					t.Fatal(st)
+				}
+				var scores fwk.NodeScoreList
+				for _, n := range nodes {
+					s := int64(40)
+					if slices.Contains(tc.tied, n.Node().Name) {
+						s = tc.hi
+					}
+					scores = append(scores, fwk.NodeScore{Name: n.Node().Name, Score: s})
+				}
+				if reverse {
+					slices.Reverse(scores)
+				}
+				if st := p.NormalizeScore(context.Background(), cs, tc.pod, scores); !st.IsSuccess() {
+					t.Fatal(st)
+				}
+				for _, s := range scores {
+					want := int64(40)
+					switch {
+					case !slices.Contains(tc.tied, s.Name):
+					case tc.want == "":
+						want = tc.hi
+					case s.Name == tc.want && tc.hi == 0:
+						want = 1
+					case s.Name == tc.want:
+						want = tc.hi
+					case tc.hi == 0:
+						want = 0
+					default:
+						want = tc.hi - 1
+					}
+					if s.Score != want {
+						t.Errorf("reverse=%v: %s scored %d, want %d (%v)", reverse, s.Name, s.Score, want, scores)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeArgs(t *testing.T) {
+	raw := func(s string) runtime.Object {
+		return &runtime.Unknown{Raw: []byte(s), ContentType: runtime.ContentTypeJSON}
+	}
+	for _, tc := range []struct {
+		name    string
+		obj     runtime.Object
+		want    Args
+		wantErr string
+	}{
+		{name: "defaults", obj: nil, want: Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakCPUPodsByIdleGPU}},
+		{name: "empty object", obj: raw(`{}`), want: Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakCPUPodsByIdleGPU}},
+		{name: "cpuPodsByIdleGPU", obj: raw(`{"tieBreak":"cpuPodsByIdleGPU"}`), want: Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakCPUPodsByIdleGPU}},
+		{name: "nodeOrder", obj: raw(`{"tieBreak":"nodeOrder"}`), want: Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakNodeOrder}},
+		{name: "none", obj: raw(`{"tieBreak":"none","windowSize":50}`), want: Args{WindowSize: 50, PriorWeight: 100, TieBreak: TieBreakNone}},
+		{name: "unknown tieBreak", obj: raw(`{"tieBreak":"lowest"}`), wantErr: `tieBreak "lowest": want one of cpuPodsByIdleGPU, nodeOrder, none`},
+		{name: "case matters", obj: raw(`{"tieBreak":"NodeOrder"}`), wantErr: `tieBreak "NodeOrder"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeArgs(tc.obj)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	// New refuses bad args before it needs the framework handle.
+	if _, err := New(context.Background(), raw(`{"tieBreak":"lowest"}`), nil); err == nil || !strings.Contains(err.Error(), "tieBreak") {
+		t.Errorf("New accepted a bad tieBreak: %v", err)
 	}
 }

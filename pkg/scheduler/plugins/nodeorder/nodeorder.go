@@ -92,10 +92,19 @@ func Rank(scores fwk.NodeScoreList) {
 	}
 }
 
-// Less is the fixed node order: FNV-1a hash of the node name, then the
-// name. It is pseudo-random (unrelated to how nodes are named, e.g. by
-// rack or GPU model, so it does not pile work onto one rack) and the same
-// in every scheduling cycle and every scheduler replica.
+// Less is the fixed node order: a 64-bit hash of the node name (FNV-1a,
+// then MurmurHash3's fmix64 finaliser), then the name. It is pseudo-random
+// (unrelated to how nodes are named, e.g. by rack or GPU model, so it does
+// not pile work onto one rack) and the same in every scheduling cycle and
+// every scheduler replica. StrataGPUFrag breaks its own ties by it too.
+//
+// The finaliser matters. FNV-1a alone barely changes its high bits when
+// only the last characters differ, so names like node-0100, node-0101, ...
+// sort almost in name order (in blocks of ten): on the FGD paper's trace,
+// whose node names are sequential and grouped by GPU model, 92% of
+// neighbours in that order were within ten node numbers, and FGD reached
+// 95.25% instead of 95.39% with a well-mixed order (seeds 42-51;
+// ../README.md).
 func Less(a, b string) bool {
 	ka, kb := key(a), key(b)
 	if ka != kb {
@@ -107,5 +116,16 @@ func Less(a, b string) bool {
 func key(name string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	return h.Sum64()
+	return fmix64(h.Sum64())
+}
+
+// fmix64 is MurmurHash3's 64-bit finaliser: each input bit flips each
+// output bit with probability about one half.
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
 }
