@@ -67,7 +67,7 @@ var policyList = []Policy{
 		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
 	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
 		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
-	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag weight 5 (window distribution, default tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
+	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag at scheduler.FragWeight (window distribution, default tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
 		Score:  productScore,
 		Picker: "first", Window: true},
 }

@@ -22,7 +22,7 @@ import (
 // weighted by a multiple of nodeorder.Scale except the tie-break, so that
 // no plugin (e.g. a default scorer added upstream and missing from
 // ScorePlugins) can be outweighed by it; and the relative weights are
-// upstream's, with StrataGPUFrag at 5.
+// upstream's, with StrataGPUFrag at FragWeight.
 func TestScoreWeights(t *testing.T) {
 	logger, ctx := ktesting.NewTestContext(t)
 	file := filepath.Join(t.TempDir(), "scheduler.yaml")
@@ -53,8 +53,8 @@ func TestScoreWeights(t *testing.T) {
 	if got[nodeorder.Name] != 1 {
 		t.Errorf("%s weight %d, want 1", nodeorder.Name, got[nodeorder.Name])
 	}
-	if got[gpufrag.Name] != 5*int32(nodeorder.Scale) {
-		t.Errorf("%s weight %d, want %d", gpufrag.Name, got[gpufrag.Name], 5*nodeorder.Scale)
+	if got[gpufrag.Name] != FragWeight*int32(nodeorder.Scale) {
+		t.Errorf("%s weight %d, want %d", gpufrag.Name, got[gpufrag.Name], FragWeight*nodeorder.Scale)
 	}
 	if got["NodeResourcesFit"] != int32(nodeorder.Scale) {
 		t.Errorf("NodeResourcesFit weight %d, want %d (upstream's 1, scaled)", got["NodeResourcesFit"], nodeorder.Scale)

@@ -186,7 +186,9 @@ func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return p }
 // the others lose one point (if the best score is 0, the first gains one
 // instead). Nothing else changes. With the default tieBreak a pod that asks
 // no GPU first prefers, among those nodes, the one with the least idle GPU
-// capacity (milli-GPU), then the node order.
+// capacity (milli-GPU), then the node order; if nodes without GPUs are
+// among the best, it prefers all of them and leaves the choice among them
+// to the other plugins (preferGPULess).
 //
 // This is what makes FGD work. The score is an integer and many placements
 // change no fragment (a CPU-only pod on a node with CPU to spare, a share on
@@ -226,6 +228,9 @@ func (p *Plugin) NormalizeScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod,
 		BreakTies(scores)
 		return nil
 	}
+	if preferGPULess(scores, d.Nodes) {
+		return nil
+	}
 	idle := func(name string) int64 {
 		n, ok := d.Nodes[name]
 		if !ok {
@@ -241,6 +246,45 @@ func (p *Plugin) NormalizeScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod,
 		return nodeorder.Less(a, b)
 	})
 	return nil
+}
+
+// preferGPULess handles a pod asking no GPU when nodes without GPUs are
+// among the best: they keep the highest score, the tied nodes with GPUs
+// lose a point, and the GPU-less ones stay tied with each other, so the
+// other score plugins (spreading, topology spread, affinity) choose among
+// them as they would without Strata. Placing such a pod there strands no
+// GPU, and FGD has nothing to say about one GPU-less node against another.
+// It reports false, changing nothing, when no GPU-less node is among the
+// best.
+func preferGPULess(scores fwk.NodeScoreList, nodes map[string]gpushare.Node) bool {
+	if len(scores) == 0 {
+		return false
+	}
+	hi := scores[0].Score
+	for _, s := range scores {
+		hi = max(hi, s.Score)
+	}
+	gpuLess := func(name string) bool {
+		n, ok := nodes[name]
+		return ok && len(n.GPUFree) == 0
+	}
+	found := false
+	for _, s := range scores {
+		found = found || (s.Score == hi && gpuLess(s.Name))
+	}
+	if !found {
+		return false
+	}
+	for i := range scores {
+		switch {
+		case scores[i].Score != hi:
+		case gpuLess(scores[i].Name) && hi <= fwk.MinNodeScore:
+			scores[i].Score++
+		case !gpuLess(scores[i].Name) && hi > fwk.MinNodeScore:
+			scores[i].Score--
+		}
+	}
+	return true
 }
 
 // BreakTies makes the highest score unique, preferring the node that comes

@@ -252,3 +252,44 @@ func TestDecodeArgs(t *testing.T) {
 		t.Errorf("New accepted a bad tieBreak: %v", err)
 	}
 }
+
+func TestPreferGPULess(t *testing.T) {
+	nodes := map[string]gpushare.Node{
+		"cpu-a":    {Name: "cpu-a"},
+		"cpu-b":    {Name: "cpu-b"},
+		"gpu-full": {Name: "gpu-full", GPUFree: []int64{0, 0}},
+		"gpu-idle": {Name: "gpu-idle", GPUFree: []int64{1000, 1000}},
+	}
+	for _, tc := range []struct {
+		name    string
+		in      map[string]int64
+		handled bool
+		want    map[string]int64
+	}{
+		{"GPU-less nodes among the best stay tied, GPU nodes lose a point", map[string]int64{"cpu-a": 50, "cpu-b": 50, "gpu-full": 50, "gpu-idle": 50},
+			true, map[string]int64{"cpu-a": 50, "cpu-b": 50, "gpu-full": 49, "gpu-idle": 49}},
+		{"lower scores are left alone", map[string]int64{"cpu-a": 50, "gpu-idle": 40},
+			true, map[string]int64{"cpu-a": 50, "gpu-idle": 40}},
+		{"a GPU node scoring higher wins: nothing to do", map[string]int64{"cpu-a": 40, "gpu-full": 50},
+			false, map[string]int64{"cpu-a": 40, "gpu-full": 50}},
+		{"best score 0: GPU-less nodes gain a point", map[string]int64{"cpu-a": 0, "gpu-idle": 0},
+			true, map[string]int64{"cpu-a": 1, "gpu-idle": 0}},
+		{"no GPU-less node", map[string]int64{"gpu-full": 50, "gpu-idle": 50},
+			false, map[string]int64{"gpu-full": 50, "gpu-idle": 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var scores fwk.NodeScoreList
+			for n, s := range tc.in {
+				scores = append(scores, fwk.NodeScore{Name: n, Score: s})
+			}
+			if got := preferGPULess(scores, nodes); got != tc.handled {
+				t.Errorf("handled %v, want %v", got, tc.handled)
+			}
+			for _, s := range scores {
+				if s.Score != tc.want[s.Name] {
+					t.Errorf("%s: %d, want %d", s.Name, s.Score, tc.want[s.Name])
+				}
+			}
+		})
+	}
+}
