@@ -98,13 +98,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if frag == nil {
 		frag = sharedFragmenter(rc.Pods)
 	}
-	work, rank := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
-	if rc.TieBreak == "random" {
-		rank = nil
-	}
-	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
-		work = work[:rc.MaxPods]
-	}
+	work, rank := rc.arrivals(gpuCap)
 	podsIn := make([]*v1.Pod, len(work))
 	nClaims := 0
 	for i, p := range work {
@@ -235,16 +229,9 @@ func compareDRA(ctx context.Context, nodes []TraceNode, pods []TracePod, seeds [
 		first.Picker = "first"
 		for _, seed := range seeds {
 			rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, Policy: first, Mode: "sim", TieBreak: tieBreak, MaxPods: maxPods}
-			sim, err := Replay(ctx, rc)
+			sim, d, err := simAndDRA(ctx, rc)
 			if err != nil {
-				fmt.Printf("%s seed %d: sim: %v\n", p.Name, seed, err)
-				ok = false
-				continue
-			}
-			rc.Mode = "dra"
-			d, err := ReplayDRA(ctx, rc)
-			if err != nil {
-				fmt.Printf("%s seed %d: dra: %v\n", p.Name, seed, err)
+				fmt.Printf("%s seed %d: %v\n", p.Name, seed, err)
 				ok = false
 				continue
 			}
@@ -268,4 +255,17 @@ func compareDRA(ctx context.Context, nodes []TraceNode, pods []TracePod, seeds [
 		}
 	}
 	return ok
+}
+
+// simAndDRA replays rc in sim mode and in dra mode (rc.Mode is ignored).
+func simAndDRA(ctx context.Context, rc ReplayConfig) (sim, d Result, err error) {
+	rc.Mode = "sim"
+	if sim, err = Replay(ctx, rc); err != nil {
+		return sim, d, fmt.Errorf("sim: %w", err)
+	}
+	rc.Mode = "dra"
+	if d, err = ReplayDRA(ctx, rc); err != nil {
+		return sim, d, fmt.Errorf("dra: %w", err)
+	}
+	return sim, d, nil
 }

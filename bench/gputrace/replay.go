@@ -158,6 +158,19 @@ type Result struct {
 	Ties []int
 }
 
+// arrivals is the run's arrival sequence, cut after MaxPods, and the node
+// rank for the paper's host selection (nil with TieBreak "random").
+func (rc ReplayConfig) arrivals(gpuCap int64) ([]TracePod, map[string]int) {
+	work, rank := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
+	if rc.TieBreak == "random" {
+		rank = nil
+	}
+	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
+		work = work[:rc.MaxPods]
+	}
+	return work, rank
+}
+
 // runInOrder runs the pods in order (nil: as they arrive) and indexes the
 // result's per-pod fields by arrival again.
 func runInOrder(order []int, work []TracePod, pods []*v1.Pod, run func([]TracePod, []*v1.Pod) (Result, error)) (Result, error) {
@@ -379,13 +392,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	if frag == nil {
 		frag = sharedFragmenter(rc.Pods)
 	}
-	work, rank := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
-	if rc.TieBreak == "random" {
-		rank = nil
-	}
-	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
-		work = work[:rc.MaxPods]
-	}
+	work, rank := rc.arrivals(gpuCap)
 
 	registry := plugins.NewInTreeRegistry()
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, store, store.Claims, frag))); err != nil {

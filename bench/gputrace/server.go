@@ -177,10 +177,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	for _, n := range rc.Nodes {
 		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
 	}
-	work, _ := Workload(rc.Pods, rc.Nodes, gpuCap, rc.Tune, rc.Seed)
-	if rc.MaxPods > 0 && len(work) > rc.MaxPods {
-		work = work[:rc.MaxPods]
-	}
+	work, _ := rc.arrivals(gpuCap)
 
 	dir, err := os.MkdirTemp("", "strata-gputrace-")
 	if err != nil {
@@ -782,21 +779,13 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			first := p
 			first.Picker = "first"
 			rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, Policy: first, Mode: "sim", TieBreak: tieBreak, MaxPods: maxPods, Order: s.Order}
-			sim, err := Replay(ctx, rc)
+			sim, d, err := simAndDRA(ctx, rc)
 			if err != nil {
-				fmt.Printf("%s seed %d: sim: %v\n", p.Name, seed, err)
+				fmt.Printf("%s seed %d: %v\n", p.Name, seed, err)
 				ok = false
 				continue
 			}
-			refs = append(refs, ref{"sim " + p.Name, sim})
-			rc.Mode = "dra"
-			d, err := ReplayDRA(ctx, rc)
-			if err != nil {
-				fmt.Printf("%s seed %d: dra: %v\n", p.Name, seed, err)
-				ok = false
-				continue
-			}
-			refs = append(refs, ref{"dra " + p.Name, d})
+			refs = append(refs, ref{"sim " + p.Name, sim}, ref{"dra " + p.Name, d})
 		}
 		for _, r := range refs {
 			withGPUs := strings.HasPrefix(r.name, "dra")
