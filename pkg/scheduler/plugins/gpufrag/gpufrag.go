@@ -47,7 +47,9 @@ type Args struct {
 	// no GPU first prefers the node with the least idle GPU capacity;
 	// "nodeOrder" prefers the first in a fixed pseudo-random node order (a
 	// hash of the name, see nodeorder.Less), as the paper's simulator does;
-	// "none" leaves ties to kube-scheduler (uniformly random per pod).
+	// "none" leaves ties to the other score plugins and then host
+	// selection (in Strata's profile StrataNodeOrder; upstream alone, the
+	// order of its score heap).
 	TieBreak string `json:"tieBreak,omitempty"`
 }
 

@@ -26,6 +26,7 @@ import (
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	pluginnames "k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
@@ -65,7 +66,7 @@ type victim struct {
 }
 
 // PostFilter implements fwk.PostFilterPlugin.
-func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, filtered fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "pod never preempts")
 	}
@@ -79,9 +80,15 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 	if err != nil || !hasGPU {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "not a GPU pod")
 	}
-	nodes, err := lister.List()
+	all, err := lister.List()
 	if err != nil {
 		return nil, fwk.AsStatus(err)
+	}
+	var nodes []fwk.NodeInfo
+	for _, ni := range all {
+		if mightHelp(filtered.Get(ni.Node().Name)) {
+			nodes = append(nodes, ni)
+		}
 	}
 	state, err := gpustate.DRASource{Manager: mgr}.Nodes(ctx, nodes)
 	if err != nil {
@@ -89,7 +96,7 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 	}
 	prio := corev1helpers.PodPriority(pod)
 	unitOf := p.disruptionUnit
-	gangs := gangMembers(nodes, unitOf)
+	gangs := gangMembers(all, unitOf) // members may run on any node
 	var bestNode string
 	var best []victim
 	for _, ni := range nodes {
@@ -114,6 +121,22 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 	}
 	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: bestNode, NominatingMode: fwk.ModeOverride}},
 		fwk.NewStatus(fwk.Success)
+}
+
+// mightHelp reports whether evicting pods from a node could let the pod
+// in, given why Filter turned it away there. Upstream's preemption skips
+// UnschedulableAndUnresolvable nodes (a taint or node affinity the pod
+// does not match stays whatever is evicted); but DynamicResources reports
+// a full GPU that way too ("cannot allocate all claims"), and GPUs are
+// what this plugin frees, so its rejections count as resolvable here.
+func mightHelp(st *fwk.Status) bool {
+	switch {
+	case st.Code() == fwk.Unschedulable:
+		return true
+	case st.Code() == fwk.UnschedulableAndUnresolvable:
+		return st.Plugin() == pluginnames.DynamicResources
+	}
+	return false
 }
 
 // awaitingVictims reports whether the pod already preempted pods on its
@@ -232,7 +255,9 @@ func podCount(vs []victim) int {
 // selectVictims releases the lowest-priority (then newest) candidates
 // until the task fits the node (GPUs, CPU and memory), then gives back any
 // victim the fit does not need. ok is false when even all candidates do
-// not make room.
+// not make room, and when the task fits without any: then what keeps the
+// pod off the node is something this model does not see (GPU memory,
+// another Filter), and evicting nothing would only nominate the node.
 func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, bool) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		if cands[i].prio != cands[j].prio {
@@ -249,7 +274,7 @@ func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, 
 		release(&free, c, 1)
 		chosen = append(chosen, c)
 	}
-	if !gpushare.Fits(free, t) {
+	if len(chosen) == 0 || !gpushare.Fits(free, t) {
 		return nil, false
 	}
 	// Reprieve: most important first, keep a victim if the pod still fits.

@@ -60,6 +60,8 @@ func TestSelectVictims(t *testing.T) {
 			gpushare.Task{CPU: 2000, NumGPU: 1, GPUMilli: 1000},
 			[]victim{cpuOnly(v("gpu-small-cpu", -10, time.Hour, map[int]int64{0: 1000}), 500), cpuOnly(v("gpu-big-cpu", 0, time.Hour, map[int]int64{0: 0, 1: 0}), 2000)},
 			[]string{"gpu-big-cpu"}, true},
+		{"fits already: preemption cannot help by this model", gpushare.Node{GPUFree: []int64{1000}, CPUFree: 4000}, gpushare.Task{CPU: 1000, NumGPU: 1, GPUMilli: 1000},
+			[]victim{v("a", 0, time.Hour, map[int]int64{0: 0})}, nil, false},
 		{"nothing frees the CPU", gpushare.Node{GPUFree: []int64{1000}, CPUFree: 0}, gpushare.Task{CPU: 2000, NumGPU: 1, GPUMilli: 1000},
 			[]victim{cpuOnly(v("a", 0, time.Hour, map[int]int64{0: 1000}), 500)}, nil, false},
 	}
@@ -216,4 +218,24 @@ func (l nodeLister) Get(name string) (fwk.NodeInfo, error) {
 		return ni, nil
 	}
 	return nil, fmt.Errorf("node %s not found", name)
+}
+
+func TestMightHelp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   *fwk.Status
+		want bool
+	}{
+		{"resources short", fwk.NewStatus(fwk.Unschedulable, "Insufficient cpu").WithPlugin("NodeResourcesFit"), true},
+		{"GPUs full", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "cannot allocate all claims").WithPlugin("DynamicResources"), true},
+		{"taint not tolerated", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "untolerated taint").WithPlugin("TaintToleration"), false},
+		{"node affinity", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) didn't match").WithPlugin("NodeAffinity"), false},
+		{"passed Filter", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mightHelp(tc.st); got != tc.want {
+				t.Errorf("mightHelp(%v) = %v, want %v", tc.st, got, tc.want)
+			}
+		})
+	}
 }
