@@ -34,7 +34,7 @@ func main() {
 	bin := flag.String("bin", "bin", "server mode: directory holding the strata binary (make build)")
 	claimsMode := flag.String("claims", "pod", "server mode: pod (a ResourceClaim per GPU pod, created before the pods) or template (a ResourceClaimTemplate per GPU shape)")
 	inflight := flag.Int("inflight", 100, "server mode: at most N pods created and not yet bound or unschedulable")
-	metricsOut := flag.String("scheduler-metrics", "", "server mode: write kube-scheduler's metrics at the end of each run to this file")
+	metricsOut := flag.String("metrics", "", "server mode: write the server's /metrics page (API server, etcd, kube-scheduler) at the end of each run to this file")
 	creators := flag.Int("creators", 8, "server mode: pods created at once, in arrival order (1: strictly in order, paced by one client's latency)")
 	cpuProfile := flag.String("cpu-profile", "", "server mode: write a CPU profile of the server process (10 s from the first pod) to this file")
 	keep := flag.Bool("keep", false, "server mode: keep the server's data dir (its logs) instead of removing it")

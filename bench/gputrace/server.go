@@ -518,21 +518,19 @@ func profileCPU(ctx context.Context, client kubernetes.Interface, file string, d
 
 // schedulerMetrics summarises kube-scheduler's metrics, served by the API
 // server's /metrics (one process, one registry): attempts by result, mean
-// attempt duration, mean duration per extension point; the scheduler_
-// lines go to file if set.
+// attempt duration, mean duration per extension point. The whole /metrics
+// page (API server requests, etcd, scheduler) goes to file if set.
 func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file string) ([]string, error) {
 	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scheduler metrics: %w", err)
 	}
-	var keep []string
 	sums, counts := map[string]float64{}, map[string]float64{}
 	var out []string
 	for _, line := range strings.Split(string(raw), "\n") {
 		if !strings.HasPrefix(line, "scheduler_") {
 			continue
 		}
-		keep = append(keep, line)
 		name, val, ok := strings.Cut(line, " ")
 		if !ok {
 			continue
@@ -566,7 +564,7 @@ func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file str
 		out = append(out, fmt.Sprintf("%s %.2f ms x %.0f", k, 1000*sums[k]/counts[k], counts[k]))
 	}
 	if file != "" {
-		if err := os.WriteFile(file, []byte(strings.Join(keep, "\n")+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(file, raw, 0o644); err != nil {
 			return out, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/server"
 )
 
@@ -48,6 +49,7 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.PauseBinary, "pause-binary", "", "static binary for the pod sandbox image (default: strata-pause next to strata)")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or addresses for the API server certificate")
 	f.BoolVar(&cfg.Profiling, "profiling", false, "serve /debug/pprof on the API server to cluster admins (profiles cover the whole strata process: etcd, API server, scheduler, controllers, node)")
+	f.StringVar(&cfg.FeatureGates, "feature-gates", "", "Kubernetes feature gates for every component, e.g. DRAPartitionableDevices=true,NominatedNodeNameForExpectation=true; applied after Strata's own ("+controlplane.DefaultFeatureGates+")")
 	f.StringVar(&cfg.PodSecurity, "pod-security", cfg.PodSecurity, "Pod Security level enforced in namespaces without pod-security.kubernetes.io labels: restricted, baseline or privileged (system namespaces are exempt)")
 	f.IntVar(&cfg.WebhookPort, "webhook-port", cfg.WebhookPort, "port on loopback where the API server reaches Strata's admission webhooks")
 	f.StringVar(&cfg.UnmatchedImages, "unmatched-images", cfg.UnmatchedImages, "images that no ClusterImagePolicy covers are: deny (refused), warn (admitted with a warning) or allow")

@@ -40,7 +40,7 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--profiling=" + strconv.FormatBool(c.Profiling),
 		"--enable-priority-and-fairness=true",
-		"--feature-gates=" + FeatureGates,
+		"--feature-gates=" + c.featureGates(),
 		"--runtime-config=" + runtimeConfig,
 	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	PodSecurityDefault string
 	// Profiling turns on kube-apiserver's /debug/pprof handlers.
 	Profiling bool
+	// FeatureGates are the user's Kubernetes feature gates (A=true,B=false),
+	// set after Strata's DefaultFeatureGates in every component.
+	FeatureGates string
 
 	certs *certSet
 }
@@ -182,12 +185,6 @@ func (c *Config) EnsurePKI() error {
 	}
 	return nil
 }
-
-// FeatureGates are the gates Strata turns on in every component. Gang
-// scheduling needs the PodGroup API (scheduling.k8s.io/v1beta1) and the
-// GangScheduling plugin, both behind GenericWorkload (beta, off upstream).
-// The components share one process, so they must agree.
-const FeatureGates = "GenericWorkload=true"
 
 // runtimeConfig enables the beta API versions those gates need.
 const runtimeConfig = "scheduling.k8s.io/v1beta1=true"

@@ -27,7 +27,7 @@ func (c *Config) controllerManagerArgs() []string {
 		"--secure-port=0",
 		"--profiling=false",
 		"--controllers=*",
-		"--feature-gates=" + FeatureGates,
+		"--feature-gates=" + c.featureGates(),
 	}
 }
 

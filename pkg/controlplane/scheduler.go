@@ -21,7 +21,7 @@ func (c *Config) schedulerArgs() []string {
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--profiling=false",
-		"--feature-gates=" + FeatureGates,
+		"--feature-gates=" + c.featureGates(),
 	}
 }
 

@@ -42,6 +42,9 @@ type Config struct {
 	// The control plane shares one process, so the profiles cover etcd,
 	// the scheduler, the controllers and the node as well.
 	Profiling bool
+	// FeatureGates are Kubernetes feature gates (A=true,B=false) for
+	// every component, after Strata's controlplane.DefaultFeatureGates.
+	FeatureGates string
 	// WebhookPort is where the admission webhooks listen, on loopback.
 	WebhookPort int
 	// UnmatchedImages is deny, warn or allow: images no ClusterImagePolicy
@@ -129,6 +132,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := controlplane.ValidatePodSecurityLevel(c.PodSecurity); err != nil {
+		return err
+	}
+	if err := controlplane.ValidateFeatureGates(c.FeatureGates); err != nil {
 		return err
 	}
 	if _, err := imagepolicy.ParseUnmatched(c.UnmatchedImages); err != nil {

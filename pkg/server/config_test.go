@@ -26,6 +26,9 @@ func TestValidate(t *testing.T) {
 		{"gateway port out of range", func(c *Config) { c.GatewayPort = -1 }, "--gateway-port -1 is out of range"},
 		{"metrics port out of range", func(c *Config) { c.MetricsPort = 65536 }, "--metrics-port 65536 is out of range"},
 		{"bad function domain", func(c *Config) { c.FunctionDomain = "Not_A_Domain" }, "--function-domain \"Not_A_Domain\""},
+		{"feature gate", func(c *Config) { c.FeatureGates = "NominatedNodeNameForExpectation=true" }, ""},
+		{"unknown feature gate", func(c *Config) { c.FeatureGates = "GangScheduler=true" }, `"GangScheduler" is not a feature gate`},
+		{"feature gate without value", func(c *Config) { c.FeatureGates = "GenericWorkload" }, `entry "GenericWorkload" is not Name=true or Name=false`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -146,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ExtraSANs:          cfg.TLSSANs,
 		PodSecurityDefault: cfg.PodSecurity,
 		Profiling:          cfg.Profiling,
+		FeatureGates:       cfg.FeatureGates,
 	}
 	if err := cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)
