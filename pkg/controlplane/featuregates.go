@@ -65,11 +65,12 @@ func ValidateFeatureGates(gates string) error {
 	return nil
 }
 
-// suggest names a known gate that differs from name only in case.
+// suggest names the known gates closest to name: the same but for case,
+// or a typo away (at most two single-letter edits, ignoring case).
 func suggest(name string, known map[featuregate.Feature]featuregate.FeatureSpec) string {
 	var close []string
 	for f := range known {
-		if strings.EqualFold(string(f), name) {
+		if editDistance(strings.ToLower(string(f)), strings.ToLower(name), 2) <= 2 {
 			close = append(close, string(f))
 		}
 	}
@@ -78,4 +79,34 @@ func suggest(name string, known map[featuregate.Feature]featuregate.FeatureSpec)
 	}
 	slices.Sort(close)
 	return "; did you mean " + strings.Join(close, " or ") + "?"
+}
+
+// editDistance is the Levenshtein distance of a and b, or max+1 as soon as
+// it must exceed max (gate names differ in length, most by far more).
+func editDistance(a, b string, max int) int {
+	if d := len(a) - len(b); d > max || -d > max {
+		return max + 1
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin > max {
+			return max + 1
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

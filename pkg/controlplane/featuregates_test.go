@@ -21,6 +21,8 @@ func TestValidateFeatureGates(t *testing.T) {
 		{"GenericWorkload=yes", `GenericWorkload="yes" is not true or false`},
 		{"NoSuchGate=true", `"NoSuchGate" is not a feature gate of this Kubernetes`},
 		{"genericworkload=true", "did you mean GenericWorkload?"},
+		{"NominatedNodeNameForExpectaton=false", "did you mean NominatedNodeNameForExpectation?"},
+		{"GenericWorkloads=true", "did you mean GenericWorkload?"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.gates, func(t *testing.T) {
@@ -35,6 +37,35 @@ func TestValidateFeatureGates(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestSuggestOnlyNearNames(t *testing.T) {
+	if err := ValidateFeatureGates("NoSuchGate=true"); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Fatalf("error %v: want no suggestion for a name far from every gate", err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		max  int
+		want int
+	}{
+		{"", "", 2, 0},
+		{"abc", "abc", 2, 0},
+		{"abc", "abd", 2, 1},
+		{"abc", "ac", 2, 1},
+		{"abc", "abcd", 2, 1},
+		{"kitten", "sitting", 3, 3},
+		{"kitten", "sitting", 2, 3}, // over max: max+1
+		{"a", "abcdefgh", 2, 3},     // length alone rules it out
+		{"abcdef", "badcfe", 2, 3},  // three swaps are six edits
+	}
+	for _, tc := range tests {
+		if got := editDistance(tc.a, tc.b, tc.max); got != tc.want {
+			t.Errorf("editDistance(%q, %q, %d) = %d, want %d", tc.a, tc.b, tc.max, got, tc.want)
+		}
 	}
 }
 

@@ -259,6 +259,8 @@ func TestBadInput(t *testing.T) {
 			want: []string{"port 8088 (function gateway, tcp) is already in use", "--gateway-port"}},
 		{name: "bad simulated GPUs", args: []string{"--simulated-gpus", "4xA100"},
 			want: []string{`bad simulated GPU entry "4xA100"`, "<count>x<model>-<memory>GB"}},
+		{name: "misspelt feature gate", args: []string{"--feature-gates", "NominatedNodeNameForExpectaton=true"},
+			want: []string{`--feature-gates: "NominatedNodeNameForExpectaton" is not a feature gate`, "did you mean NominatedNodeNameForExpectation?"}},
 		{name: "bad GPU backend", args: []string{"--gpu-backend", "cuda"}, want: []string{`--gpu-backend "cuda"`, "auto", "nvml or simulated"}},
 	}
 	if out, _ := exec.Command("ldconfig", "-p").Output(); !strings.Contains(string(out), "libnvidia-ml.so.1") {
