@@ -17,8 +17,9 @@ type TypeFreq struct {
 // FGD paper's simulator). The probabilities sum to 1.
 type Dist []TypeFreq
 
-// typeKey drops what FGD's task types do not distinguish: memory.
-func typeKey(t Task) Task { t.Mem = 0; return t }
+// typeKey drops what FGD's task types do not distinguish: memory, host
+// and GPU.
+func typeKey(t Task) Task { t.Mem, t.GPUMem = 0, 0; return t }
 
 // taskLess orders task types by CPU, GPU share, GPU count, then models; it
 // breaks ties between equally popular types the way the paper's simulator
@@ -94,7 +95,7 @@ func TypicalDist(tasks []Task, coverage float64) Dist {
 // the paper's simulator.
 func TaskFrag(n Node, t Task) int64 {
 	free := n.GPUFreeTotal()
-	if t.GPUMilli == 0 || !ModelOK(n, t) || n.CPUFree < t.CPU || !gpuFits(n, t) {
+	if t.GPUMilli == 0 || !ModelOK(n, t) || n.CPUFree < t.CPU || !gpuFits(n, t, false) {
 		return free
 	}
 	var frag int64
@@ -188,6 +189,9 @@ func (f *Fragmenter) FGDScore(n Node, t Task) (score int64, gpus []int, ok bool)
 		after.CPUFree -= t.CPU
 		for _, g := range c {
 			after.GPUFree[g] -= t.GPUMilli
+			if g < len(after.GPUMemFree) {
+				after.GPUMemFree[g] -= t.GPUMem
+			}
 		}
 		s := int64(sigmoid((before-f.Frag(after))/1000) * MaxScore)
 		if s > best {

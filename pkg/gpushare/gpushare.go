@@ -19,19 +19,23 @@ import (
 // `compute` capacity a gpu.strata.dev device publishes.
 const MilliPerGPU = 1000
 
-// Node is one node's free resources. GPUFree is indexed by GPU index (the
-// device `gpu-<index>` of the node's ResourceSlice).
+// Node is one node's free resources. GPUFree and GPUMemFree are indexed by
+// GPU index (the device `gpu-<index>` of the node's ResourceSlice).
 type Node struct {
 	Name    string
 	Model   string  // GPU model of the node, "" for a node without GPUs
 	CPUFree int64   // milli-CPU
 	MemFree int64   // any unit, as long as tasks use the same one
 	GPUFree []int64 // milli-GPU left on each GPU
+	// GPUMemFree is the GPU memory left on each GPU (bytes), nil where GPU
+	// memory is not modelled (the trace replay: the trace has none).
+	GPUMemFree []int64
 }
 
 // Clone returns a deep copy.
 func (n Node) Clone() Node {
 	n.GPUFree = slices.Clone(n.GPUFree)
+	n.GPUMemFree = slices.Clone(n.GPUMemFree)
 	return n
 }
 
@@ -56,18 +60,23 @@ func (n Node) FullyFree() int {
 }
 
 func (n Node) String() string {
+	if n.GPUMemFree != nil {
+		return fmt.Sprintf("%s<%s cpu=%d mem=%d gpu=%v gpumem=%v>", n.Name, n.Model, n.CPUFree, n.MemFree, n.GPUFree, n.GPUMemFree)
+	}
 	return fmt.Sprintf("%s<%s cpu=%d mem=%d gpu=%v>", n.Name, n.Model, n.CPUFree, n.MemFree, n.GPUFree)
 }
 
 // Task is what one pod asks for. A share asks NumGPU=1 and GPUMilli<1000;
 // whole GPUs ask NumGPU=N and GPUMilli=1000 (each taken whole); a CPU-only
-// pod asks NumGPU=0. Models, if not empty, lists the GPU models the task
-// accepts.
+// pod asks NumGPU=0. GPUMem is the GPU memory it reserves on each of its
+// GPUs (bytes, 0 = none). Models, if not empty, lists the GPU models the
+// task accepts.
 type Task struct {
 	CPU      int64
 	Mem      int64
 	NumGPU   int
 	GPUMilli int64
+	GPUMem   int64
 	Models   string // "|"-separated accepted models, "" = any; a string keeps Task comparable
 }
 
@@ -79,6 +88,9 @@ func (t Task) GPUTotal() int64 { return int64(t.NumGPU) * t.GPUMilli }
 
 func (t Task) String() string {
 	s := fmt.Sprintf("<cpu=%d gpu=%dx%dm", t.CPU, t.NumGPU, t.GPUMilli)
+	if t.GPUMem > 0 {
+		s += fmt.Sprintf(" gpumem=%d", t.GPUMem)
+	}
 	if t.Models != "" {
 		s += " " + t.Models
 	}
@@ -109,14 +121,14 @@ func ModelOK(n Node, t Task) bool {
 
 // gpuFits reports whether the node's GPUs can hold the task's GPU part: a
 // share needs one GPU with enough left, whole GPUs need that many GPUs with
-// everything left.
-func gpuFits(n Node, t Task) bool {
+// everything left. withMem also asks each GPU for the task's GPU memory.
+func gpuFits(n Node, t Task, withMem bool) bool {
 	if t.NumGPU == 0 {
 		return true
 	}
 	need := t.NumGPU
-	for _, f := range n.GPUFree {
-		if f >= t.GPUMilli {
+	for i := range n.GPUFree {
+		if gpuHolds(n, i, t, withMem) {
 			need--
 			if need == 0 {
 				return true
@@ -126,12 +138,22 @@ func gpuFits(n Node, t Task) bool {
 	return false
 }
 
-// FitsGPU reports whether the task's GPU part (model and devices) fits.
+// gpuHolds reports whether GPU i has the task's per-GPU compute left, and
+// (withMem, where memory is modelled) its GPU memory.
+func gpuHolds(n Node, i int, t Task, withMem bool) bool {
+	if n.GPUFree[i] < t.GPUMilli {
+		return false
+	}
+	return !withMem || t.GPUMem == 0 || n.GPUMemFree == nil || (i < len(n.GPUMemFree) && n.GPUMemFree[i] >= t.GPUMem)
+}
+
+// FitsGPU reports whether the task's GPU part (model, devices with enough
+// compute and GPU memory) fits.
 func FitsGPU(n Node, t Task) bool {
 	if t.NumGPU > 0 && !ModelOK(n, t) {
 		return false
 	}
-	return gpuFits(n, t)
+	return gpuFits(n, t, true)
 }
 
 // Fits reports whether the task fits the node in CPU, memory and GPU.
@@ -141,24 +163,25 @@ func Fits(n Node, t Task) bool {
 
 // Choices lists the GPU index sets the task could be given on the node: for
 // a share, every GPU with enough left; for whole GPUs, the first NumGPU
-// fully free GPUs by index (any set of fully free GPUs leaves the node in
-// the same state, so one choice stands for all).
+// fully free GPUs by index with the memory asked (any set of fully free
+// GPUs leaves the node's compute in the same state, so one choice stands
+// for all).
 func Choices(n Node, t Task) [][]int {
 	if t.NumGPU == 0 || !FitsGPU(n, t) {
 		return nil
 	}
 	if t.IsShare() {
 		var out [][]int
-		for i, f := range n.GPUFree {
-			if f >= t.GPUMilli {
+		for i := range n.GPUFree {
+			if gpuHolds(n, i, t, true) {
 				out = append(out, []int{i})
 			}
 		}
 		return out
 	}
 	ids := make([]int, 0, t.NumGPU)
-	for i, f := range n.GPUFree {
-		if f >= MilliPerGPU && len(ids) < t.NumGPU {
+	for i := range n.GPUFree {
+		if gpuHolds(n, i, t, true) && len(ids) < t.NumGPU {
 			ids = append(ids, i)
 		}
 	}
@@ -171,7 +194,7 @@ func Place(n *Node, t Task, gpus []int) error {
 		return fmt.Errorf("task %s needs %d GPUs, got %v", t, t.NumGPU, gpus)
 	}
 	for _, g := range gpus {
-		if g < 0 || g >= len(n.GPUFree) || n.GPUFree[g] < t.GPUMilli {
+		if g < 0 || g >= len(n.GPUFree) || !gpuHolds(*n, g, t, true) {
 			return fmt.Errorf("task %s does not fit GPU %d of %s", t, g, n)
 		}
 	}
@@ -179,6 +202,9 @@ func Place(n *Node, t Task, gpus []int) error {
 	n.MemFree -= t.Mem
 	for _, g := range gpus {
 		n.GPUFree[g] -= t.GPUMilli
+		if g < len(n.GPUMemFree) {
+			n.GPUMemFree[g] -= t.GPUMem
+		}
 	}
 	return nil
 }
@@ -190,6 +216,9 @@ func Release(n *Node, t Task, gpus []int) {
 	for _, g := range gpus {
 		if g >= 0 && g < len(n.GPUFree) {
 			n.GPUFree[g] += t.GPUMilli
+		}
+		if g >= 0 && g < len(n.GPUMemFree) {
+			n.GPUMemFree[g] += t.GPUMem
 		}
 	}
 }

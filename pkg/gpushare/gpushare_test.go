@@ -27,6 +27,10 @@ func TestFits(t *testing.T) {
 		{"model refused", node("T4", 8000, 1000), Task{NumGPU: 1, GPUMilli: 1000, Models: "V100M16|V100M32"}, false, nil},
 		{"cpu pod on cpu node", node("", 8000), Task{CPU: 1000}, true, nil},
 		{"gpu pod on cpu node", node("", 8000), Task{NumGPU: 1, GPUMilli: 100}, false, nil},
+		{"share needs its GPU memory", withMem(node("A100", 8000, 900, 900, 100), 10, 50, 80), Task{NumGPU: 1, GPUMilli: 100, GPUMem: 40}, true, [][]int{{1}, {2}}},
+		{"compute left but no GPU memory", withMem(node("A100", 8000, 900, 900), 10, 30), Task{NumGPU: 1, GPUMilli: 100, GPUMem: 40}, false, nil},
+		{"whole GPUs need the memory too", withMem(node("A100", 8000, 1000, 1000, 1000), 80, 20, 80), Task{NumGPU: 2, GPUMilli: 1000, GPUMem: 40}, true, [][]int{{0, 2}}},
+		{"memory not modelled: compute decides", node("A100", 8000, 900), Task{NumGPU: 1, GPUMilli: 100, GPUMem: 40}, true, [][]int{{0}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -39,6 +43,8 @@ func TestFits(t *testing.T) {
 		})
 	}
 }
+
+func withMem(n Node, mem ...int64) Node { n.GPUMemFree = mem; return n }
 
 func TestTaskFrag(t *testing.T) {
 	cases := []struct {
@@ -55,6 +61,8 @@ func TestTaskFrag(t *testing.T) {
 		{"wrong model: all idle is fragment", node("T4", 8000, 1000), Task{NumGPU: 1, GPUMilli: 100, Models: "A10"}, 1000},
 		{"cpu-only task: all idle GPU is fragment", node("T4", 8000, 600, 1000), Task{CPU: 1000}, 1600},
 		{"no GPU left: no fragment", node("T4", 8000, 0, 0), Task{NumGPU: 1, GPUMilli: 100}, 0},
+		// The measure is the paper's: compute only, whatever memory is left.
+		{"GPU memory is not part of it", withMem(node("A100", 8000, 200, 700), 0, 0), Task{NumGPU: 1, GPUMilli: 500, GPUMem: 40}, 200},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,6 +160,19 @@ func TestPlaceRelease(t *testing.T) {
 	Release(&n, task, []int{1})
 	if n.GPUFree[1] != 1000 || n.CPUFree != 8000 {
 		t.Fatalf("after release: %v", n)
+	}
+
+	m := withMem(node("A100", 8000, 1000), 80)
+	share := Task{NumGPU: 1, GPUMilli: 100, GPUMem: 50}
+	if err := Place(&m, share, []int{0}); err != nil || m.GPUMemFree[0] != 30 {
+		t.Fatalf("place with GPU memory: %v, %v", err, m)
+	}
+	if err := Place(&m, share, []int{0}); err == nil {
+		t.Error("GPU memory overcommit must fail")
+	}
+	Release(&m, share, []int{0})
+	if m.GPUMemFree[0] != 80 || m.GPUFree[0] != 1000 {
+		t.Fatalf("after release with GPU memory: %v", m)
 	}
 }
 

@@ -120,6 +120,33 @@ func TestGPUs(t *testing.T) {
 		}
 	})
 
+	// Both GPUs have compute left but not the GPU memory the inference pod
+	// asks: only evicting a pod that holds memory makes room.
+	t.Run("a latency-sensitive pod preempts the best-effort pod holding the GPU memory it needs", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		s.gpuTemplate(t, "share-100-70gi", "100", "70Gi")
+		s.gpuTemplate(t, "share-100-40gi", "100", "40Gi")
+		s.gpuPod(t, "hog-1", "share-100-70gi", "", "strata-best-effort")
+		s.gpuPod(t, "hog-2", "share-100-70gi", "", "strata-best-effort")
+		s.waitRunning(t, "hog-1")
+		s.waitRunning(t, "hog-2")
+		s.gpuPod(t, "inference-mem", "share-100-40gi", "", "strata-latency-sensitive")
+		s.waitRunning(t, "inference-mem")
+		left := 0
+		for _, name := range []string{"hog-1", "hog-2"} {
+			p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && p.DeletionTimestamp == nil {
+				left++
+			}
+		}
+		if left != 1 {
+			t.Fatalf("%d best-effort pods left, want exactly one preempted", 2-left)
+		}
+		if env := s.podEnv(t, "inference-mem"); env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] != "0=40960M" {
+			t.Fatalf("inference pod sees %v, want CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=40960M", env)
+		}
+	})
+
 	t.Run("a best-effort gang with disruptionMode All is preempted as a unit", func(t *testing.T) {
 		defer s.deleteGPUPods(t)
 		pg := &schedulingv1beta1.PodGroup{

@@ -57,9 +57,9 @@ func (p *Plugin) Name() string { return Name }
 // member gone), with what its pods on the candidate node release there.
 type victim struct {
 	pods []*v1.Pod // every pod to delete, on any node
-	// Released on the candidate node: milli-GPU per GPU index, milli-CPU
-	// and memory (bytes).
-	held     map[int]int64
+	// Released on the candidate node: milli-GPU and GPU memory (bytes)
+	// per GPU index, milli-CPU and memory (bytes).
+	held     map[int]gpuHold
 	cpu, mem int64
 	prio     int32     // the highest priority among its pods
 	newest   time.Time // the newest of its pods
@@ -221,7 +221,7 @@ func candidates(ni fwk.NodeInfo, prio int32, unitOf func(*v1.Pod) string, gangs 
 // makeVictim sums what pods release on node; ok is false if one of them
 // may not be preempted by priority prio or is already terminating.
 func makeVictim(pods []*v1.Pod, node string, prio int32, claims gpustate.ClaimGetter) (victim, bool) {
-	v := victim{pods: pods, held: map[int]int64{}, prio: math.MinInt32}
+	v := victim{pods: pods, held: map[int]gpuHold{}, prio: math.MinInt32}
 	for _, vp := range pods {
 		pp := corev1helpers.PodPriority(vp)
 		if pp >= prio || vp.DeletionTimestamp != nil {
@@ -234,8 +234,8 @@ func makeVictim(pods []*v1.Pod, node string, prio int32, claims gpustate.ClaimGe
 		if vp.Spec.NodeName != node {
 			continue
 		}
-		for i, m := range gpuHeld(vp, claims) {
-			v.held[i] += m
+		for i, h := range gpuHeld(vp, claims) {
+			v.held[i] = v.held[i].add(h, 1)
 		}
 		req := resourcehelper.PodRequests(vp, resourcehelper.PodResourcesOptions{})
 		v.cpu += req.Cpu().MilliValue()
@@ -253,11 +253,11 @@ func podCount(vs []victim) int {
 }
 
 // selectVictims releases the lowest-priority (then newest) candidates
-// until the task fits the node (GPUs, CPU and memory), then gives back any
-// victim the fit does not need. ok is false when even all candidates do
-// not make room, and when the task fits without any: then what keeps the
-// pod off the node is something this model does not see (GPU memory,
-// another Filter), and evicting nothing would only nominate the node.
+// until the task fits the node (GPU compute and memory, CPU and memory),
+// then gives back any victim the fit does not need. ok is false when even
+// all candidates do not make room, and when the task fits without any:
+// then what keeps the pod off the node is something this model does not
+// see (another Filter), and evicting nothing would only nominate the node.
 func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, bool) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		if cands[i].prio != cands[j].prio {
@@ -290,18 +290,34 @@ func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, 
 }
 
 func release(n *gpushare.Node, v victim, sign int64) {
-	for i, m := range v.held {
+	for i, h := range v.held {
 		if i < len(n.GPUFree) {
-			n.GPUFree[i] += sign * m
+			n.GPUFree[i] += sign * h.milli
+		}
+		if i < len(n.GPUMemFree) {
+			n.GPUMemFree[i] += sign * h.mem
 		}
 	}
 	n.CPUFree += sign * v.cpu
 	n.MemFree += sign * v.mem
 }
 
-// gpuHeld is the milli-GPU per GPU index that pod's allocated claims hold.
-func gpuHeld(pod *v1.Pod, claims gpustate.ClaimGetter) map[int]int64 {
-	held := map[int]int64{}
+// gpuHold is what claims hold on one GPU.
+type gpuHold struct {
+	milli int64 // compute, milli-GPU
+	mem   int64 // GPU memory, bytes
+}
+
+func (h gpuHold) add(o gpuHold, sign int64) gpuHold {
+	return gpuHold{h.milli + sign*o.milli, h.mem + sign*o.mem}
+}
+
+// gpuHeld is what the pod's allocated claims hold per GPU index. A device
+// allocated without consumable capacity is held whole in compute; its
+// memory is not known from the claim (the state counts it as all used) and
+// is not given back in the simulation.
+func gpuHeld(pod *v1.Pod, claims gpustate.ClaimGetter) map[int]gpuHold {
+	held := map[int]gpuHold{}
 	for _, s := range pod.Status.ResourceClaimStatuses {
 		if s.ResourceClaimName == nil {
 			continue
@@ -315,11 +331,14 @@ func gpuHeld(pod *v1.Pod, claims gpustate.ClaimGetter) map[int]int64 {
 			if !ok {
 				continue
 			}
-			m := int64(gpushare.MilliPerGPU)
+			h := gpuHold{milli: gpushare.MilliPerGPU}
 			if q, ok := r.ConsumedCapacity[resourceapi.QualifiedName(gpustate.CapacityCompute)]; ok {
-				m = q.Value()
+				h.milli = q.Value()
 			}
-			held[idx] += m
+			if q, ok := r.ConsumedCapacity[resourceapi.QualifiedName(gpustate.CapacityMemory)]; ok {
+				h.mem = q.Value()
+			}
+			held[idx] = held[idx].add(h, 1)
 		}
 	}
 	return held

@@ -2,6 +2,7 @@ package gpupreempt
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -20,8 +21,20 @@ import (
 
 var t0 = time.Unix(1000, 0)
 
-func v(name string, prio int32, age time.Duration, held map[int]int64) victim {
+// v is a victim holding milli-GPU per GPU index.
+func v(name string, prio int32, age time.Duration, milli map[int]int64) victim {
+	held := map[int]gpuHold{}
+	for i, m := range milli {
+		held[i] = gpuHold{milli: m}
+	}
 	return victim{pods: []*v1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: name}}}, held: held, prio: prio, newest: t0.Add(-age)}
+}
+
+// vm is a victim holding milli-GPU and GPU memory on GPU 0.
+func vm(name string, age time.Duration, milli, mem int64) victim {
+	vic := v(name, 0, age, nil)
+	vic.held[0] = gpuHold{milli: milli, mem: mem}
+	return vic
 }
 
 func names(vs []victim) []string {
@@ -64,6 +77,15 @@ func TestSelectVictims(t *testing.T) {
 			[]victim{v("a", 0, time.Hour, map[int]int64{0: 0})}, nil, false},
 		{"nothing frees the CPU", gpushare.Node{GPUFree: []int64{1000}, CPUFree: 0}, gpushare.Task{CPU: 2000, NumGPU: 1, GPUMilli: 1000},
 			[]victim{cpuOnly(v("a", 0, time.Hour, map[int]int64{0: 1000}), 500)}, nil, false},
+		// GPU 0 has compute left but 10Gi of memory: the pod asking 40Gi
+		// needs the pod holding the memory gone, not the newer one holding
+		// compute.
+		{"GPU memory: the pod holding it goes", gpushare.Node{GPUFree: []int64{100}, GPUMemFree: []int64{10 << 30}, CPUFree: 1000, MemFree: 1 << 30},
+			gpushare.Task{NumGPU: 1, GPUMilli: 100, GPUMem: 40 << 30},
+			[]victim{vm("compute", time.Minute, 800, 0), vm("memory", time.Hour, 100, 70<<30)}, []string{"memory"}, true},
+		{"GPU memory: all of it is not enough", gpushare.Node{GPUFree: []int64{900}, GPUMemFree: []int64{10 << 30}, CPUFree: 1000, MemFree: 1 << 30},
+			gpushare.Task{NumGPU: 1, GPUMilli: 100, GPUMem: 60 << 30},
+			[]victim{vm("small", time.Hour, 100, 20<<30)}, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +186,7 @@ func TestCandidates(t *testing.T) {
 	if v, ok := byFirst["loose-a"]; !ok || len(v.pods) != 1 {
 		t.Errorf("loose-a (disruptionMode Single) should go alone: %v", names([]victim{v}))
 	}
-	if v, ok := byFirst["solo"]; !ok || v.held[0] != 500 || v.cpu != 1000 {
+	if v, ok := byFirst["solo"]; !ok || v.held[0].milli != 500 || v.cpu != 1000 {
 		t.Errorf("solo: %+v, want 500 milli-GPU of GPU 0 and 1 CPU released", v)
 	}
 	gang, ok := byFirst["gang-a"]
@@ -174,7 +196,7 @@ func TestCandidates(t *testing.T) {
 	if !slices.Equal(names([]victim{gang}), []string{"gang-a", "gang-b"}) {
 		t.Errorf("gang victim deletes %v, want both members", names([]victim{gang}))
 	}
-	if gang.held[1] != 1000 || gang.held[0] != 0 || gang.cpu != 1000 {
+	if gang.held[1].milli != 1000 || gang.held[0].milli != 0 || gang.cpu != 1000 {
 		t.Errorf("gang releases %v and %d milli-CPU on n1, want only gang-a's GPU 1 and CPU", gang.held, gang.cpu)
 	}
 }
@@ -237,5 +259,19 @@ func TestMightHelp(t *testing.T) {
 				t.Errorf("mightHelp(%v) = %v, want %v", tc.st, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestGPUHeld(t *testing.T) {
+	c := newCluster("n1")
+	pod := c.add("p", "n1", 0, 1, 250, "", false)
+	c.claims["p"].Status.Allocation.Devices.Results[0].ConsumedCapacity[gpustate.CapacityMemory] = resource.MustParse("20Gi")
+	c.claims["p"].Status.Allocation.Devices.Results = append(c.claims["p"].Status.Allocation.Devices.Results,
+		resourceapi.DeviceRequestAllocationResult{Driver: gpustate.DriverName, Device: "gpu-0"}, // exclusive: whole GPU, memory unknown
+		resourceapi.DeviceRequestAllocationResult{Driver: "nic.example.com", Device: "gpu-3"})   // another driver's device
+	got := gpuHeld(pod, c.getClaim)
+	want := map[int]gpuHold{1: {milli: 250, mem: 20 << 30}, 0: {milli: 1000}}
+	if !maps.Equal(got, want) {
+		t.Fatalf("gpuHeld = %v, want %v", got, want)
 	}
 }

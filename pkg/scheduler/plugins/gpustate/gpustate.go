@@ -8,7 +8,9 @@ package gpustate
 import (
 	"context"
 	"fmt"
+	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,7 @@ import (
 const (
 	DriverName      = "gpu.strata.dev" // driver and DeviceClass name
 	CapacityCompute = "compute"        // milli-GPU, 1000 per device
+	CapacityMemory  = "memory"         // GPU memory, bytes
 	AttrModel       = "model"
 	AttrIndex       = "index"
 	AttrUUID        = "uuid"
@@ -71,9 +74,11 @@ func ModelsFromSelector(expr string) []string {
 }
 
 // PodTask is what the pod asks for: CPU and memory as the scheduler counts
-// them (containers, init containers and overhead), GPUs from the first request of class gpu.strata.dev among its
-// claims: count N whole devices, or count 1 with capacity.requests.compute
-// below 1000 for a share. hasGPU is false for a pod without such a claim.
+// them (containers, init containers and overhead), GPUs from the first
+// request of class gpu.strata.dev among its claims: count N whole devices,
+// or count 1 with capacity.requests.compute below 1000 for a share, and
+// capacity.requests.memory on each. hasGPU is false for a pod without such
+// a claim.
 func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err error) {
 	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	t.CPU, t.Mem = req.Cpu().MilliValue(), req.Memory().Value()
@@ -99,6 +104,9 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 			if e.Capacity != nil {
 				if q, ok := e.Capacity.Requests[CapacityCompute]; ok {
 					t.GPUMilli = q.Value()
+				}
+				if q, ok := e.Capacity.Requests[CapacityMemory]; ok {
+					t.GPUMem = q.Value()
 				}
 			}
 			for _, s := range e.Selectors {
@@ -145,9 +153,10 @@ func baseNode(ni fwk.NodeInfo) gpushare.Node {
 
 // DRASource reads GPU state from the framework's SharedDRAManager: the
 // node-local ResourceSlices of driver gpu.strata.dev give each GPU's index,
-// model and compute capacity; the allocated state (allocated claims plus
-// those the scheduler has in flight) gives the compute they consume. A
-// device allocated without consumable capacity counts as fully used.
+// model, compute and memory capacity; the allocated state (allocated
+// claims plus those the scheduler has in flight) gives the compute and
+// memory they consume. A device allocated without consumable capacity
+// counts as fully used.
 type DRASource struct {
 	Manager fwk.SharedDRAManager
 }
@@ -189,17 +198,17 @@ func gatherAllocatedState(ctx context.Context, claims fwk.ResourceClaimTracker) 
 }
 
 // NodesFromDRA is the pure part of DRASource.Nodes.
-func NodesFromDRA(nodes []fwk.NodeInfo, slices []*resourceapi.ResourceSlice, alloc *structured.AllocatedState) map[string]gpushare.Node {
+func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSlice, alloc *structured.AllocatedState) map[string]gpushare.Node {
 	out := make(map[string]gpushare.Node, len(nodes))
 	for _, ni := range nodes {
 		out[ni.Node().Name] = baseNode(ni)
 	}
 	type dev struct {
-		index int
-		free  int64
+		index     int
+		free, mem int64 // mem < 0: the device publishes no memory capacity
 	}
 	devs := map[string][]dev{}
-	for _, sl := range slices {
+	for _, sl := range resourceSlices {
 		if sl.Spec.Driver != DriverName || sl.Spec.NodeName == nil {
 			continue
 		}
@@ -223,18 +232,24 @@ func NodesFromDRA(nodes []fwk.NodeInfo, slices []*resourceapi.ResourceSlice, all
 				n.Model = *a.StringValue
 				out[nodeName] = n
 			}
-			free := total
+			free, mem := total, int64(-1)
+			if memQ, ok := d.Capacity[CapacityMemory]; ok {
+				mem = memQ.Value.Value()
+			}
 			if alloc != nil {
 				id := structured.MakeDeviceID(sl.Spec.Driver, sl.Spec.Pool.Name, d.Name)
 				if alloc.AllocatedDevices.Has(id) {
-					free = 0
+					free, mem = 0, min(mem, 0)
 				} else if used, ok := alloc.AggregatedCapacity[id]; ok {
 					if q, ok := used[CapacityCompute]; ok && q != nil {
 						free -= q.Value()
 					}
+					if q, ok := used[CapacityMemory]; ok && q != nil && mem >= 0 {
+						mem = max(mem-q.Value(), 0)
+					}
 				}
 			}
-			devs[nodeName] = append(devs[nodeName], dev{index, max(free, 0)})
+			devs[nodeName] = append(devs[nodeName], dev{index, max(free, 0), mem})
 		}
 	}
 	for name, ds := range devs {
@@ -246,6 +261,14 @@ func NodesFromDRA(nodes []fwk.NodeInfo, slices []*resourceapi.ResourceSlice, all
 		n.GPUFree = make([]int64, size)
 		for _, d := range ds {
 			n.GPUFree[d.index] = d.free
+			if d.mem >= 0 {
+				if n.GPUMemFree == nil {
+					// A GPU index without a device (or without memory
+					// capacity) keeps "no limit".
+					n.GPUMemFree = slices.Repeat([]int64{math.MaxInt64}, size)
+				}
+				n.GPUMemFree[d.index] = d.mem
+			}
 		}
 		out[name] = n
 	}

@@ -77,15 +77,16 @@ func TestNodesFromDRA(t *testing.T) {
 	alloc := &structured.AllocatedState{
 		AllocatedDevices: sets.New(id("b", 1)), // allocated without consumable capacity: fully used
 		AggregatedCapacity: structured.ConsumedCapacityCollection{
-			id("a", 0): {CapacityCompute: q(250)},
-			id("a", 2): {CapacityCompute: q(1000)}, // whole GPU through a shareable device
-			id("a", 3): {CapacityCompute: q(470)},
+			id("a", 0): {CapacityCompute: q(250), CapacityMemory: q(4 << 30)},
+			id("a", 2): {CapacityCompute: q(1000)},                             // whole GPU through a shareable device
+			id("a", 3): {CapacityCompute: q(470), CapacityMemory: q(20 << 30)}, // more than it has: none left
 		},
 	}
 	got := NodesFromDRA(nodes, slicesIn, alloc)
 	want := map[string]gpushare.Node{
-		"a":   {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530}},
-		"b":   {Name: "b", Model: "V100M32", CPUFree: 8000, MemFree: 32 << 30, GPUFree: []int64{1000, 0}},
+		"a": {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530},
+			GPUMemFree: []int64{12 << 30, 16 << 30, 16 << 30, 0}},
+		"b":   {Name: "b", Model: "V100M32", CPUFree: 8000, MemFree: 32 << 30, GPUFree: []int64{1000, 0}, GPUMemFree: []int64{16 << 30, 0}},
 		"cpu": {Name: "cpu", CPUFree: 4000, MemFree: 8 << 30},
 	}
 	if len(got) != len(want) {
@@ -93,7 +94,7 @@ func TestNodesFromDRA(t *testing.T) {
 	}
 	for k, w := range want {
 		g := got[k]
-		if g.Name != w.Name || g.Model != w.Model || g.CPUFree != w.CPUFree || g.MemFree != w.MemFree || !slices.Equal(g.GPUFree, w.GPUFree) {
+		if g.Name != w.Name || g.Model != w.Model || g.CPUFree != w.CPUFree || g.MemFree != w.MemFree || !slices.Equal(g.GPUFree, w.GPUFree) || !slices.Equal(g.GPUMemFree, w.GPUMemFree) {
 			t.Errorf("node %s = %v, want %v", k, g, w)
 		}
 	}
@@ -115,6 +116,9 @@ func TestPodTask(t *testing.T) {
 	store.AddClaim(claim("four", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 4,
 		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: ModelSelector([]string{"V100M16", "V100M32"})}}}}))
 	store.AddClaim(claim("nic", resourceapi.ExactDeviceRequest{DeviceClassName: "nic.example.com"}))
+	withMem := compute(100)
+	withMem.Requests[CapacityMemory] = resource.MustParse("40Gi")
+	store.AddClaim(claim("share-mem", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, Capacity: withMem}))
 	pod := func(claimName string, tmpl bool) *v1.Pod {
 		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: v1.PodSpec{Containers: []v1.Container{{
 			Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2"), v1.ResourceMemory: resource.MustParse("1Mi")}}}}}}
@@ -140,6 +144,7 @@ func TestPodTask(t *testing.T) {
 		{"share", pod("share", false), gpushare.Task{CPU: 2000, Mem: 1 << 20, NumGPU: 1, GPUMilli: 250}, true, false},
 		{"four whole with models, via template", pod("four", true), gpushare.Task{CPU: 2000, Mem: 1 << 20, NumGPU: 4, GPUMilli: 1000, Models: "V100M16|V100M32"}, true, false},
 		{"other driver", pod("nic", false), gpushare.Task{CPU: 2000, Mem: 1 << 20}, false, false},
+		{"share with GPU memory", pod("share-mem", false), gpushare.Task{CPU: 2000, Mem: 1 << 20, NumGPU: 1, GPUMilli: 100, GPUMem: 40 << 30}, true, false},
 		{"missing claim", pod("gone", false), gpushare.Task{}, false, true},
 	}
 	for _, c := range cases {
