@@ -102,22 +102,7 @@ func TestGPUs(t *testing.T) {
 
 	t.Run("a latency-sensitive pod preempts a best-effort GPU pod", func(t *testing.T) {
 		defer s.deleteGPUPods(t)
-		s.gpuPod(t, "batch-1", "whole", "", "strata-best-effort")
-		s.gpuPod(t, "batch-2", "whole", "", "strata-best-effort")
-		s.waitRunning(t, "batch-1")
-		s.waitRunning(t, "batch-2")
-		s.gpuPod(t, "inference", "whole", "", "strata-latency-sensitive")
-		s.waitRunning(t, "inference")
-		left := 0
-		for _, name := range []string{"batch-1", "batch-2"} {
-			p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-			if err == nil && p.DeletionTimestamp == nil {
-				left++
-			}
-		}
-		if left != 1 {
-			t.Fatalf("%d best-effort pods left, want exactly one preempted", 2-left)
-		}
+		s.preemptsOneOfTwo(t, "whole", "whole", "inference")
 	})
 
 	// Both GPUs have compute left but not the GPU memory the inference pod
@@ -126,22 +111,7 @@ func TestGPUs(t *testing.T) {
 		defer s.deleteGPUPods(t)
 		s.gpuTemplate(t, "share-100-70gi", "100", "70Gi")
 		s.gpuTemplate(t, "share-100-40gi", "100", "40Gi")
-		s.gpuPod(t, "hog-1", "share-100-70gi", "", "strata-best-effort")
-		s.gpuPod(t, "hog-2", "share-100-70gi", "", "strata-best-effort")
-		s.waitRunning(t, "hog-1")
-		s.waitRunning(t, "hog-2")
-		s.gpuPod(t, "inference-mem", "share-100-40gi", "", "strata-latency-sensitive")
-		s.waitRunning(t, "inference-mem")
-		left := 0
-		for _, name := range []string{"hog-1", "hog-2"} {
-			p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-			if err == nil && p.DeletionTimestamp == nil {
-				left++
-			}
-		}
-		if left != 1 {
-			t.Fatalf("%d best-effort pods left, want exactly one preempted", 2-left)
-		}
+		s.preemptsOneOfTwo(t, "share-100-70gi", "share-100-40gi", "inference-mem")
 		if env := s.podEnv(t, "inference-mem"); env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] != "0=40960M" {
 			t.Fatalf("inference pod sees %v, want CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=40960M", env)
 		}
@@ -223,6 +193,32 @@ func (s *server) gpuTemplate(t *testing.T, name, compute, memory string) {
 	t.Cleanup(func() {
 		s.client.ResourceV1().ResourceClaimTemplates("default").Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+}
+
+// preemptsOneOfTwo runs two best-effort pods from victimTemplate, then a
+// latency-sensitive pod from template, and checks that it runs with
+// exactly one of the two preempted.
+func (s *server) preemptsOneOfTwo(t *testing.T, victimTemplate, template, name string) {
+	t.Helper()
+	victims := []string{name + "-victim-1", name + "-victim-2"}
+	for _, v := range victims {
+		s.gpuPod(t, v, victimTemplate, "", "strata-best-effort")
+	}
+	for _, v := range victims {
+		s.waitRunning(t, v)
+	}
+	s.gpuPod(t, name, template, "", "strata-latency-sensitive")
+	s.waitRunning(t, name)
+	left := 0
+	for _, v := range victims {
+		p, err := s.client.CoreV1().Pods("default").Get(context.Background(), v, metav1.GetOptions{})
+		if err == nil && p.DeletionTimestamp == nil {
+			left++
+		}
+	}
+	if left != 1 {
+		t.Fatalf("%d best-effort pods left, want exactly one preempted", left)
+	}
 }
 
 // gpuPod runs hello with a claim from template, optionally in a PodGroup
