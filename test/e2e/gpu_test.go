@@ -73,15 +73,7 @@ func TestGPUs(t *testing.T) {
 		// One GPU taken: room for two of the gang's four 500m pods.
 		s.gpuPod(t, "blocker", "whole", "", "")
 		s.waitRunning(t, "blocker")
-		pg := &schedulingv1beta1.PodGroup{
-			ObjectMeta: metav1.ObjectMeta{Name: "gang", Namespace: "default"},
-			Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
-				Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 4}}},
-		}
-		if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(ctx, pg, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "gang", metav1.DeleteOptions{}) })
+		s.podGroup(t, "gang", 4, nil)
 		for i := 1; i <= 4; i++ {
 			s.gpuPod(t, fmt.Sprintf("gang-%d", i), "share-500", "gang", "")
 		}
@@ -98,6 +90,52 @@ func TestGPUs(t *testing.T) {
 		for i := 1; i <= 4; i++ {
 			s.waitRunning(t, fmt.Sprintf("gang-%d", i))
 		}
+	})
+
+	// Two gangs of two whole-GPU pods on two GPUs, their pods arriving
+	// interleaved: placed pod by pod, each gang could hold one GPU and wait
+	// at Permit for the other until the timeout (minutes). One gang must
+	// run whole and the other wait whole, then start when the first goes.
+	t.Run("two gangs competing for the same GPUs do not deadlock", func(t *testing.T) {
+		defer s.deleteGPUPods(t)
+		s.podGroup(t, "gang-a", 2, nil)
+		s.podGroup(t, "gang-b", 2, nil)
+		for _, name := range []string{"a-1", "b-1", "a-2", "b-2"} {
+			s.gpuPod(t, name, "whole", "gang-"+name[:1], "")
+		}
+		var first, second string
+		waitFor(t, 60*time.Second, "one whole gang to be placed", func(ctx context.Context) (bool, error) {
+			placed := map[string]int{}
+			for _, name := range []string{"a-1", "b-1", "a-2", "b-2"} {
+				p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return false, err
+				}
+				if p.Spec.NodeName != "" {
+					placed[name[:1]]++
+				}
+			}
+			switch {
+			case placed["a"] == 2 && placed["b"] == 0:
+				first, second = "a", "b"
+			case placed["b"] == 2 && placed["a"] == 0:
+				first, second = "b", "a"
+			case placed["a"]+placed["b"] > 2 || (placed["a"] == 1 && placed["b"] == 1):
+				return false, fmt.Errorf("gangs placed partly: %v", placed)
+			}
+			return first != "", nil
+		})
+		s.waitRunning(t, first+"-1")
+		s.waitRunning(t, first+"-2")
+		s.stillPending(t, second+"-1", 3*time.Second)
+		s.stillPending(t, second+"-2", 0)
+		for _, name := range []string{first + "-1", first + "-2"} {
+			if err := s.client.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.waitRunning(t, second+"-1")
+		s.waitRunning(t, second+"-2")
 	})
 
 	t.Run("a latency-sensitive pod preempts a best-effort GPU pod", func(t *testing.T) {
@@ -119,20 +157,10 @@ func TestGPUs(t *testing.T) {
 
 	t.Run("a best-effort gang with disruptionMode All is preempted as a unit", func(t *testing.T) {
 		defer s.deleteGPUPods(t)
-		pg := &schedulingv1beta1.PodGroup{
-			ObjectMeta: metav1.ObjectMeta{Name: "batch-gang", Namespace: "default"},
-			Spec: schedulingv1beta1.PodGroupSpec{
-				SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: 2}},
-				// The gang's pods share its priority; All: preempt them together.
-				PriorityClassName: "strata-best-effort",
-				DisruptionMode:    &schedulingv1beta1.DisruptionMode{All: &schedulingv1beta1.AllDisruptionMode{}},
-			},
-		}
-		if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(ctx, pg, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			s.client.SchedulingV1beta1().PodGroups("default").Delete(ctx, "batch-gang", metav1.DeleteOptions{})
+		s.podGroup(t, "batch-gang", 2, func(spec *schedulingv1beta1.PodGroupSpec) {
+			// The gang's pods share its priority; All: preempt them together.
+			spec.PriorityClassName = "strata-best-effort"
+			spec.DisruptionMode = &schedulingv1beta1.DisruptionMode{All: &schedulingv1beta1.AllDisruptionMode{}}
 		})
 		// The gang holds both GPUs; the inference pod needs one, but half
 		// a gang is useless, so both members go.
@@ -219,6 +247,26 @@ func (s *server) preemptsOneOfTwo(t *testing.T, victimTemplate, template, name s
 	if left != 1 {
 		t.Fatalf("%d best-effort pods left, want exactly one preempted", left)
 	}
+}
+
+// podGroup creates a gang PodGroup of minCount pods, deleted when the test
+// ends; edit, if set, changes its spec first.
+func (s *server) podGroup(t *testing.T, name string, minCount int32, edit func(*schedulingv1beta1.PodGroupSpec)) {
+	t.Helper()
+	pg := &schedulingv1beta1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+			Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: minCount}}},
+	}
+	if edit != nil {
+		edit(&pg.Spec)
+	}
+	if _, err := s.client.SchedulingV1beta1().PodGroups("default").Create(context.Background(), pg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.client.SchedulingV1beta1().PodGroups("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }
 
 // gpuPod runs hello with a claim from template, optionally in a PodGroup
