@@ -89,6 +89,9 @@ type ServerResult struct {
 	// (resourceVersion), which is the order the scheduler's queue got them.
 	Order        []int
 	TaintedAfter []string // nodes with taints or not Ready at the end
+	// Writes: API write requests (POST, PUT, PATCH, DELETE) served from
+	// the first create to the end, by verb and resource, most first.
+	Writes []string
 	// Scheduler: mean seconds per scheduling attempt and per extension
 	// point, attempts by result (from the scheduler's metrics).
 	Scheduler []string
@@ -319,6 +322,10 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	// the pod entered the queue) takes them in the order the API server
 	// committed them: arrival order with one creator; with more, pods
 	// created at the same moment may swap (counted in res.OutOfOrder).
+	writes0, err := metricsPage(ctx, client)
+	if err != nil {
+		return res, err
+	}
 	var first time.Time
 	var cpu0 time.Duration
 	var cs creation
@@ -419,7 +426,15 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	if res.TaintedAfter, err = notReady(ctx, client, rc.Nodes); err != nil {
 		return res, err
 	}
-	res.Scheduler, err = schedulerMetrics(ctx, client, so.MetricsOut)
+	page, err := metricsPage(ctx, client)
+	if err != nil {
+		return res, err
+	}
+	res.Writes = apiWrites(writes0, page)
+	res.Scheduler = schedulerMetrics(page)
+	if so.MetricsOut != "" {
+		err = os.WriteFile(so.MetricsOut, page, 0o644)
+	}
 	return res, err
 }
 
@@ -516,19 +531,21 @@ func profileCPU(ctx context.Context, client kubernetes.Interface, file string, d
 	}
 }
 
-// schedulerMetrics summarises kube-scheduler's metrics, served by the API
-// server's /metrics (one process, one registry): attempts by result, mean
-// attempt duration, mean duration per extension point. The whole /metrics
-// page (API server requests, etcd, scheduler) goes to file if set.
-func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file string) ([]string, error) {
+// metricsPage is the server's /metrics page: the API server, etcd and
+// kube-scheduler share the process and its registry.
+func metricsPage(ctx context.Context, client kubernetes.Interface) ([]byte, error) {
 	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("scheduler metrics: %w", err)
+		return nil, fmt.Errorf("server metrics: %w", err)
 	}
-	sums, counts := map[string]float64{}, map[string]float64{}
-	var out []string
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "scheduler_") {
+	return raw, nil
+}
+
+// samples calls fn with each sample of the page whose metric name starts
+// with prefix.
+func samples(page []byte, prefix string, fn func(metric, labels string, v float64)) {
+	for _, line := range strings.Split(string(page), "\n") {
+		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
 		name, val, ok := strings.Cut(line, " ")
@@ -540,6 +557,61 @@ func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file str
 			continue
 		}
 		metric, labels, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
+		fn(metric, labels, v)
+	}
+}
+
+// apiWrites is the difference of apiserver_request_total between two
+// pages for the write verbs, as "VERB resource[/subresource] N", most
+// first, after the total.
+func apiWrites(before, after []byte) []string {
+	count := func(page []byte) map[string]float64 {
+		m := map[string]float64{}
+		samples(page, "apiserver_request_total{", func(_, labels string, v float64) {
+			switch verb := label(labels, "verb"); verb {
+			case "POST", "PUT", "PATCH", "DELETE":
+				res := label(labels, "resource")
+				if sub := label(labels, "subresource"); sub != "" {
+					res += "/" + sub
+				}
+				m[verb+" "+res] += v
+			}
+		})
+		return m
+	}
+	b, a := count(before), count(after)
+	var total float64
+	type kv struct {
+		k string
+		v float64
+	}
+	var diffs []kv
+	for k, v := range a {
+		if d := v - b[k]; d > 0 {
+			diffs = append(diffs, kv{k, d})
+			total += d
+		}
+	}
+	slices.SortFunc(diffs, func(x, y kv) int {
+		if x.v != y.v {
+			return cmp.Compare(y.v, x.v)
+		}
+		return strings.Compare(x.k, y.k)
+	})
+	out := []string{fmt.Sprintf("total %.0f", total)}
+	for _, d := range diffs {
+		out = append(out, fmt.Sprintf("%s %.0f", d.k, d.v))
+	}
+	return out
+}
+
+// schedulerMetrics summarises kube-scheduler's metrics from the page:
+// attempts by result, mean attempt duration, mean duration per extension
+// point.
+func schedulerMetrics(page []byte) []string {
+	sums, counts := map[string]float64{}, map[string]float64{}
+	var out []string
+	samples(page, "scheduler_", func(metric, labels string, v float64) {
 		switch {
 		case metric == "scheduler_schedule_attempts_total" && v > 0:
 			out = append(out, fmt.Sprintf("attempts %s %.0f", label(labels, "result"), v))
@@ -552,7 +624,7 @@ func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file str
 		case metric == "scheduler_framework_extension_point_duration_seconds_count":
 			counts[label(labels, "extension_point")] += v
 		}
-	}
+	})
 	var keys []string
 	for k := range sums {
 		if counts[k] > 0 {
@@ -563,12 +635,7 @@ func schedulerMetrics(ctx context.Context, client kubernetes.Interface, file str
 	for _, k := range keys {
 		out = append(out, fmt.Sprintf("%s %.2f ms x %.0f", k, 1000*sums[k]/counts[k], counts[k]))
 	}
-	if file != "" {
-		if err := os.WriteFile(file, raw, 0o644); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+	return out
 }
 
 // label returns a label's value from `a="x",b="y"`.
@@ -761,6 +828,9 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Created.Seconds(), so.Creators, s.SlotWait.Seconds(), s.OutOfOrder, s.Start.Seconds(),
 			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)))
+		if len(s.Writes) > 0 {
+			fmt.Printf("  API writes from the first pod create: %s\n", strings.Join(s.Writes, "; "))
+		}
 		if len(s.Scheduler) > 0 {
 			fmt.Printf("  kube-scheduler: %s\n", strings.Join(s.Scheduler, "; "))
 		}

@@ -206,3 +206,21 @@ func TestPlacementDiff(t *testing.T) {
 		})
 	}
 }
+
+func TestAPIWrites(t *testing.T) {
+	before := []byte(`# HELP apiserver_request_total x
+apiserver_request_total{code="201",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 10
+apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="GET",version="v1"} 5
+`)
+	after := []byte(`apiserver_request_total{code="201",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 15
+apiserver_request_total{code="409",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 1
+apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 7
+apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="GET",version="v1"} 50
+apiserver_request_total{code="200",component="apiserver",group="",resource="nodes",scope="resource",subresource="",verb="PUT",version="v1"} 6
+`)
+	got := apiWrites(before, after)
+	want := []string{"total 19", "PATCH pods/status 7", "POST pods 6", "PUT nodes 6"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("apiWrites = %q, want %q", got, want)
+	}
+}
