@@ -17,8 +17,8 @@ type TypeFreq struct {
 // FGD paper's simulator). The probabilities sum to 1.
 type Dist []TypeFreq
 
-// typeKey drops what FGD's task types do not distinguish: memory, host
-// and GPU.
+// typeKey drops what FGD's task types do not distinguish: host memory
+// and GPU memory.
 func typeKey(t Task) Task { t.Mem, t.GPUMem = 0, 0; return t }
 
 // taskLess orders task types by CPU, GPU share, GPU count, then models; it
@@ -188,10 +188,7 @@ func (f *Fragmenter) FGDScore(n Node, t Task) (score int64, gpus []int, ok bool)
 		after := n.Clone()
 		after.CPUFree -= t.CPU
 		for _, g := range c {
-			after.GPUFree[g] -= t.GPUMilli
-			if g < len(after.GPUMemFree) {
-				after.GPUMemFree[g] -= t.GPUMem
-			}
+			after.GPUFree[g] -= t.GPUMilli // Frag reads compute only
 		}
 		s := int64(sigmoid((before-f.Frag(after))/1000) * MaxScore)
 		if s > best {

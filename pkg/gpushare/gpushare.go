@@ -11,6 +11,7 @@ package gpushare
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -28,8 +29,24 @@ type Node struct {
 	MemFree int64   // any unit, as long as tasks use the same one
 	GPUFree []int64 // milli-GPU left on each GPU
 	// GPUMemFree is the GPU memory left on each GPU (bytes), nil where GPU
-	// memory is not modelled (the trace replay: the trace has none).
+	// memory is not modelled (the trace replay: the trace has none); a GPU
+	// without a memory capacity has NoGPUMemLimit.
 	GPUMemFree []int64
+}
+
+// NoGPUMemLimit is the GPUMemFree of a GPU whose memory is not counted.
+const NoGPUMemLimit = math.MaxInt64
+
+// AddToGPU gives GPU i milli-GPU of compute and mem bytes of GPU memory
+// back (negative values take them). A GPU with NoGPUMemLimit keeps it.
+func (n *Node) AddToGPU(i int, milli, mem int64) {
+	if i < 0 || i >= len(n.GPUFree) {
+		return
+	}
+	n.GPUFree[i] += milli
+	if i < len(n.GPUMemFree) && n.GPUMemFree[i] != NoGPUMemLimit {
+		n.GPUMemFree[i] += mem
+	}
 }
 
 // Clone returns a deep copy.
@@ -201,10 +218,7 @@ func Place(n *Node, t Task, gpus []int) error {
 	n.CPUFree -= t.CPU
 	n.MemFree -= t.Mem
 	for _, g := range gpus {
-		n.GPUFree[g] -= t.GPUMilli
-		if g < len(n.GPUMemFree) {
-			n.GPUMemFree[g] -= t.GPUMem
-		}
+		n.AddToGPU(g, -t.GPUMilli, -t.GPUMem)
 	}
 	return nil
 }
@@ -214,11 +228,6 @@ func Release(n *Node, t Task, gpus []int) {
 	n.CPUFree += t.CPU
 	n.MemFree += t.Mem
 	for _, g := range gpus {
-		if g >= 0 && g < len(n.GPUFree) {
-			n.GPUFree[g] += t.GPUMilli
-		}
-		if g >= 0 && g < len(n.GPUMemFree) {
-			n.GPUMemFree[g] += t.GPUMem
-		}
+		n.AddToGPU(g, t.GPUMilli, t.GPUMem)
 	}
 }

@@ -174,6 +174,14 @@ func TestPlaceRelease(t *testing.T) {
 	if m.GPUMemFree[0] != 80 || m.GPUFree[0] != 1000 {
 		t.Fatalf("after release with GPU memory: %v", m)
 	}
+
+	// A GPU whose memory is not counted stays so: giving memory back must
+	// not overflow "no limit" into a negative amount.
+	u := withMem(node("A100", 8000, 1000), NoGPUMemLimit)
+	Release(&u, share, []int{0})
+	if err := Place(&u, share, []int{0}); err != nil || u.GPUMemFree[0] != NoGPUMemLimit {
+		t.Fatalf("GPU without a memory limit: %v, %v", err, u)
+	}
 }
 
 func TestWindow(t *testing.T) {

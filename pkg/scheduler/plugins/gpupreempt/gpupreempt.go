@@ -291,12 +291,7 @@ func selectVictims(n gpushare.Node, t gpushare.Task, cands []victim) ([]victim, 
 
 func release(n *gpushare.Node, v victim, sign int64) {
 	for i, h := range v.held {
-		if i < len(n.GPUFree) {
-			n.GPUFree[i] += sign * h.milli
-		}
-		if i < len(n.GPUMemFree) {
-			n.GPUMemFree[i] += sign * h.mem
-		}
+		n.AddToGPU(i, sign*h.milli, sign*h.mem)
 	}
 	n.CPUFree += sign * v.cpu
 	n.MemFree += sign * v.mem

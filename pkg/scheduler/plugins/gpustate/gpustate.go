@@ -8,7 +8,6 @@ package gpustate
 import (
 	"context"
 	"fmt"
-	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -239,7 +238,10 @@ func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSl
 			if alloc != nil {
 				id := structured.MakeDeviceID(sl.Spec.Driver, sl.Spec.Pool.Name, d.Name)
 				if alloc.AllocatedDevices.Has(id) {
-					free, mem = 0, min(mem, 0)
+					free = 0
+					if mem > 0 {
+						mem = 0 // held whole, memory included
+					}
 				} else if used, ok := alloc.AggregatedCapacity[id]; ok {
 					if q, ok := used[CapacityCompute]; ok && q != nil {
 						free -= q.Value()
@@ -265,7 +267,7 @@ func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSl
 				if n.GPUMemFree == nil {
 					// A GPU index without a device (or without memory
 					// capacity) keeps "no limit".
-					n.GPUMemFree = slices.Repeat([]int64{math.MaxInt64}, size)
+					n.GPUMemFree = slices.Repeat([]int64{gpushare.NoGPUMemLimit}, size)
 				}
 				n.GPUMemFree[d.index] = d.mem
 			}
