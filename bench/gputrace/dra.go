@@ -33,6 +33,7 @@ import (
 	"github.com/strata-dev/strata/pkg/dra"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
@@ -125,7 +126,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	m := dynamicresources.NewDRAManager(ctx, claimCache, slices, inf)
 
 	registry := plugins.NewInTreeRegistry()
-	src, claims := gpustate.DRASource{Manager: m}, gpustate.DRAClaims(m)
+	src, claims := gpustate.NewDRASource(m), gpustate.DRAClaims(m)
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
 		return Result{}, err
 	}
@@ -140,6 +141,15 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		return Result{}, err
 	}
 	prof.Plugins.PreBind = config.PluginSet{Enabled: []config.Plugin{{Name: dynamicresources.Name}}}
+	if !rc.NoGPUFit {
+		// As in the product's profile: the cheap GPU check right before
+		// the allocator.
+		if err := registry.Register(gpufit.Name, gpufit.New); err != nil {
+			return Result{}, err
+		}
+		filters := config.PluginSet{Enabled: []config.Plugin{{Name: "NodeResourcesFit"}, {Name: gpufit.Name}, {Name: dynamicresources.Name}}}
+		prof.Plugins.PreFilter, prof.Plugins.Filter = filters, filters
+	}
 	snapshot := cache.NewSnapshot(nil, v1nodes)
 	fw, err := frameworkruntime.NewFramework(ctx, registry, prof,
 		frameworkruntime.WithSnapshotSharedLister(snapshot),
@@ -222,13 +232,13 @@ func versionObjects(client *fake.Clientset) {
 // structured allocator does) and dra mode (DynamicResources), and prints
 // whether the allocation ratios and the per-pod node choices are equal.
 // It reports false if any differ or a run fails.
-func compareDRA(ctx context.Context, nodes []TraceNode, pods []TracePod, seeds []int64, policies []Policy, tune float64, tieBreak string, maxPods int) bool {
+func compareDRA(ctx context.Context, nodes []TraceNode, pods []TracePod, seeds []int64, policies []Policy, tune float64, tieBreak string, maxPods int, noGPUFit bool) bool {
 	ok := true
 	for _, p := range policies {
 		first := p
 		first.Picker = "first"
 		for _, seed := range seeds {
-			rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, Policy: first, Mode: "sim", TieBreak: tieBreak, MaxPods: maxPods}
+			rc := ReplayConfig{Nodes: nodes, Pods: pods, Seed: seed, Tune: tune, Policy: first, Mode: "sim", TieBreak: tieBreak, MaxPods: maxPods, NoGPUFit: noGPUFit}
 			sim, d, err := simAndDRA(ctx, rc)
 			if err != nil {
 				fmt.Printf("%s seed %d: %v\n", p.Name, seed, err)

@@ -42,6 +42,7 @@ func main() {
 	maxPods := flag.Int("max-pods", 0, "cut the arrival sequence after N pods; 0 = all (dra mode: 1000)")
 	tieBreak := flag.String("tiebreak", "random", "host among equal total scores: random (upstream kube-scheduler, what the product does) or order (the paper's simulator: lowest in a random node order fixed per seed)")
 	limitNodes := flag.Int("nodes", 0, "use only the first N nodes (and scale the workload to them); 0 = all")
+	gpuFit := flag.Bool("gpufit", true, "dra mode: run StrataGPUFit before DynamicResources, as the product does (false: the allocator filters every node)")
 	verbose := flag.Bool("v", false, "print every run")
 	flag.Parse()
 	klog.SetOutput(os.Stderr)
@@ -121,7 +122,7 @@ func main() {
 		return
 	}
 	if *mode == "dra" {
-		if !compareDRA(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods) {
+		if !compareDRA(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods, !*gpuFit) {
 			os.Exit(1)
 		}
 		return

@@ -138,6 +138,10 @@ type ReplayConfig struct {
 	// MaxPods, if positive, cuts the arrival sequence after that many pods
 	// (reduced replays).
 	MaxPods int
+	// NoGPUFit leaves StrataGPUFit out of the dra mode's profile, so that
+	// DynamicResources' allocator filters every node (the product runs the
+	// cheap check first).
+	NoGPUFit bool
 	// Fragmenter is shared between runs (same distribution, shared memo).
 	Fragmenter *gpushare.Fragmenter
 	// Order, if set, is the order the pods reach the scheduler: the k-th

@@ -32,6 +32,9 @@ type Node struct {
 	// memory is not modelled (the trace replay: the trace has none); a GPU
 	// without a memory capacity has NoGPUMemLimit.
 	GPUMemFree []int64
+	// GPUMemMax is the memory capacity of the node's largest GPU (bytes),
+	// 0 where unknown; it tells "never fits here" from "not now".
+	GPUMemMax int64
 }
 
 // NoGPUMemLimit is the GPUMemFree of a GPU whose memory is not counted.

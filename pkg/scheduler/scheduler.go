@@ -12,6 +12,7 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpupreempt"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
@@ -20,6 +21,7 @@ import (
 // Registry holds Strata's out-of-tree plugins.
 func Registry() frameworkruntime.Registry {
 	return frameworkruntime.Registry{
+		gpufit.Name:     gpufit.New,
 		gpufrag.Name:    gpufrag.New,
 		gpubestfit.Name: gpubestfit.New,
 		gpupreempt.Name: gpupreempt.New,
@@ -81,8 +83,9 @@ func ScorePlugins() []ScorePlugin {
 }
 
 // Config is the KubeSchedulerConfiguration Strata runs: the default
-// profile plus fragmentation-aware GPU scoring, GPU preemption and a
-// deterministic tie-break. All feasible nodes are scored, because a
+// profile plus a cheap GPU filter ahead of DynamicResources',
+// fragmentation-aware GPU scoring, GPU preemption and a deterministic
+// tie-break. All feasible nodes are scored, because a
 // fragmentation score compares nodes and a sample would hide the best
 // one. kubeconfig is the scheduler's credentials.
 func Config(kubeconfig string) string {
@@ -104,6 +107,19 @@ percentageOfNodesToScore: 100
 profiles:
 - schedulerName: default-scheduler
   plugins:
+    preFilter:
+      enabled:
+      - name: %[5]s
+    # %[5]s turns away nodes without GPU room before DynamicResources
+    # runs its allocator there: disabling and re-enabling DynamicResources
+    # here puts it after %[5]s (upstream orders plugins enabled for one
+    # extension point after the multiPoint ones).
+    filter:
+      disabled:
+      - name: DynamicResources
+      enabled:
+      - name: %[5]s
+      - name: DynamicResources
     # After DefaultPreemption, which cannot free DRA devices.
     postFilter:
       enabled:
@@ -118,5 +134,5 @@ profiles:
     args:
       windowSize: 1000
       priorWeight: 100
-`, kubeconfig, gpufrag.Name, gpupreempt.Name, score.String())
+`, kubeconfig, gpufrag.Name, gpupreempt.Name, score.String(), gpufit.Name)
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"k8s.io/client-go/informers"
@@ -11,8 +12,10 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	kubescheduler "k8s.io/kubernetes/pkg/scheduler"
+	kubeframework "k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/profile"
 
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
@@ -24,28 +27,7 @@ import (
 // ScorePlugins) can be outweighed by it; and the relative weights are
 // upstream's, with StrataGPUFrag at FragWeight.
 func TestScoreWeights(t *testing.T) {
-	logger, ctx := ktesting.NewTestContext(t)
-	file := filepath.Join(t.TempDir(), "scheduler.yaml")
-	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := options.LoadConfigFromFile(logger, file)
-	if err != nil {
-		t.Fatalf("Config does not load: %v", err)
-	}
-	client := fake.NewClientset()
-	inf := informers.NewSharedInformerFactory(client, 0)
-	sched, err := kubescheduler.New(ctx, client, inf, nil,
-		profile.NewRecorderFactory(events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})),
-		kubescheduler.WithProfiles(cfg.Profiles...),
-		kubescheduler.WithFrameworkOutOfTreeRegistry(Registry()))
-	if err != nil {
-		t.Fatalf("scheduler from Config: %v", err)
-	}
-	fw := sched.Profiles["default-scheduler"]
-	if fw == nil {
-		t.Fatal("no default-scheduler profile")
-	}
+	fw := defaultProfile(t)
 	got := map[string]int32{}
 	for _, p := range fw.ListPlugins().Score.Enabled {
 		got[p.Name] = p.Weight
@@ -69,4 +51,52 @@ func TestScoreWeights(t *testing.T) {
 			t.Logf("%s is in ScorePlugins but does not score in this build (feature gate off?)", p.Name)
 		}
 	}
+}
+
+// TestFilterOrder checks that StrataGPUFit filters right before
+// DynamicResources, so that the allocator never runs on a node the cheap
+// check turned away, and that every other default filter still runs.
+func TestFilterOrder(t *testing.T) {
+	var names []string
+	for _, p := range defaultProfile(t).ListPlugins().Filter.Enabled {
+		names = append(names, p.Name)
+	}
+	fit, dra := slices.Index(names, gpufit.Name), slices.Index(names, "DynamicResources")
+	if fit < 0 || dra != fit+1 {
+		t.Errorf("filters %v: want %s right before DynamicResources", names, gpufit.Name)
+	}
+	for _, name := range []string{"NodeResourcesFit", "TaintToleration", "NodeAffinity", "VolumeBinding", "InterPodAffinity"} {
+		if !slices.Contains(names, name) {
+			t.Errorf("filters %v: default filter %s is missing", names, name)
+		}
+	}
+}
+
+// defaultProfile builds kube-scheduler from Config as the server does and
+// returns its default-scheduler profile.
+func defaultProfile(t *testing.T) kubeframework.Framework {
+	t.Helper()
+	logger, ctx := ktesting.NewTestContext(t)
+	file := filepath.Join(t.TempDir(), "scheduler.yaml")
+	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := options.LoadConfigFromFile(logger, file)
+	if err != nil {
+		t.Fatalf("Config does not load: %v", err)
+	}
+	client := fake.NewClientset()
+	inf := informers.NewSharedInformerFactory(client, 0)
+	sched, err := kubescheduler.New(ctx, client, inf, nil,
+		profile.NewRecorderFactory(events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})),
+		kubescheduler.WithProfiles(cfg.Profiles...),
+		kubescheduler.WithFrameworkOutOfTreeRegistry(Registry()))
+	if err != nil {
+		t.Fatalf("scheduler from Config: %v", err)
+	}
+	fw := sched.Profiles["default-scheduler"]
+	if fw == nil {
+		t.Fatal("no default-scheduler profile")
+	}
+	return fw
 }

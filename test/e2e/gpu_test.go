@@ -181,7 +181,8 @@ func TestGPUs(t *testing.T) {
 	t.Run("bad claims say why", func(t *testing.T) {
 		defer s.deleteGPUPods(t)
 		s.gpuPod(t, "greedy", "too-much-memory", "", "")
-		s.waitEvent(t, "greedy", "FailedScheduling", "cannot allocate all claims")
+		// StrataGPUFit says why before DynamicResources' allocator runs.
+		s.waitEvent(t, "greedy", "FailedScheduling", "no gpu.strata.dev GPU here has 100Gi of memory (the largest has")
 		s.stillPending(t, "greedy", 0)
 
 		claim := &resourcev1.ResourceClaim{

@@ -34,7 +34,7 @@ var (
 // New is the product constructor (GPU state from the SharedDRAManager).
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 	m := h.SharedDRAManager()
-	return &Plugin{src: gpustate.DRASource{Manager: m}, claims: gpustate.DRAClaims(m)}, nil
+	return &Plugin{src: gpustate.NewDRASource(m), claims: gpustate.DRAClaims(m)}, nil
 }
 
 // Factory returns a factory over another GPU state (the replay).

@@ -89,7 +89,7 @@ func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error
 		return nil, fmt.Errorf("%s needs the DRA manager (DynamicResourceAllocation enabled)", Name)
 	}
 	return NewWithOptions(Options{
-		Source:   gpustate.DRASource{Manager: m},
+		Source:   gpustate.NewDRASource(m),
 		Claims:   gpustate.DRAClaims(m),
 		Window:   gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
 		TieBreak: args.TieBreak,

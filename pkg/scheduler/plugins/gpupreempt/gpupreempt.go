@@ -29,6 +29,7 @@ import (
 	pluginnames "k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 )
 
@@ -127,14 +128,15 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 // in, given why Filter turned it away there. Upstream's preemption skips
 // UnschedulableAndUnresolvable nodes (a taint or node affinity the pod
 // does not match stays whatever is evicted); but DynamicResources reports
-// a full GPU that way too ("cannot allocate all claims"), and GPUs are
-// what this plugin frees, so its rejections count as resolvable here.
+// a full GPU that way too ("cannot allocate all claims"), as StrataGPUFit
+// does, and GPUs are what this plugin frees, so their rejections count as
+// resolvable here.
 func mightHelp(st *fwk.Status) bool {
 	switch {
 	case st.Code() == fwk.Unschedulable:
 		return true
 	case st.Code() == fwk.UnschedulableAndUnresolvable:
-		return st.Plugin() == pluginnames.DynamicResources
+		return st.Plugin() == pluginnames.DynamicResources || st.Plugin() == gpufit.Name
 	}
 	return false
 }

@@ -250,6 +250,7 @@ func TestMightHelp(t *testing.T) {
 	}{
 		{"resources short", fwk.NewStatus(fwk.Unschedulable, "Insufficient cpu").WithPlugin("NodeResourcesFit"), true},
 		{"GPUs full", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "cannot allocate all claims").WithPlugin("DynamicResources"), true},
+		{"no GPU room (StrataGPUFit)", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no gpu.strata.dev GPU wholly free").WithPlugin("StrataGPUFit"), true},
 		{"taint not tolerated", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "untolerated taint").WithPlugin("TaintToleration"), false},
 		{"node affinity", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) didn't match").WithPlugin("NodeAffinity"), false},
 		{"passed Filter", nil, false},

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -82,7 +83,7 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	t.CPU, t.Mem = req.Cpu().MilliValue(), req.Memory().Value()
 	for _, prc := range pod.Spec.ResourceClaims {
-		name := claimName(pod, prc)
+		name := ClaimName(pod, prc)
 		if name == "" {
 			continue // template claim not created yet; DynamicResources waits for it
 		}
@@ -94,6 +95,9 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 			e := r.Exactly
 			if e == nil || e.DeviceClassName != DriverName {
 				continue
+			}
+			if e.AdminAccess != nil && *e.AdminAccess {
+				continue // monitoring access: consumes nothing, fits a full GPU
 			}
 			t.NumGPU = 1
 			if e.AllocationMode == resourceapi.DeviceAllocationModeExactCount && e.Count > 0 {
@@ -121,7 +125,9 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 	return t, false, nil
 }
 
-func claimName(pod *v1.Pod, prc v1.PodResourceClaim) string {
+// ClaimName is the name of the ResourceClaim behind the pod's claim entry,
+// "" while a template's claim has not been created.
+func ClaimName(pod *v1.Pod, prc v1.PodResourceClaim) string {
 	if prc.ResourceClaimName != nil {
 		return *prc.ResourceClaimName
 	}
@@ -155,14 +161,21 @@ func baseNode(ni fwk.NodeInfo) gpushare.Node {
 // model, compute and memory capacity; the allocated state (allocated
 // claims plus those the scheduler has in flight) gives the compute and
 // memory they consume. A device allocated without consumable capacity
-// counts as fully used.
+// counts as fully used. Make it with NewDRASource, which keeps what it
+// read of each ResourceSlice until the slice changes.
 type DRASource struct {
 	Manager fwk.SharedDRAManager
+	parsed  *sliceCache
+}
+
+// NewDRASource returns a DRASource that parses each ResourceSlice once.
+func NewDRASource(m fwk.SharedDRAManager) DRASource {
+	return DRASource{Manager: m, parsed: &sliceCache{}}
 }
 
 // Nodes implements Source.
 func (s DRASource) Nodes(ctx context.Context, nodes []fwk.NodeInfo) (map[string]gpushare.Node, error) {
-	slices, err := s.Manager.ResourceSlices().ListWithDeviceTaintRules()
+	resourceSlices, err := s.Manager.ResourceSlices().ListWithDeviceTaintRules()
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +183,7 @@ func (s DRASource) Nodes(ctx context.Context, nodes []fwk.NodeInfo) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	return NodesFromDRA(nodes, slices, alloc), nil
+	return nodesFromSlices(nodes, s.parsed.get(resourceSlices), alloc), nil
 }
 
 // errConcurrentModification is the text of the claim tracker's
@@ -196,8 +209,98 @@ func gatherAllocatedState(ctx context.Context, claims fwk.ResourceClaimTracker) 
 	return alloc, err
 }
 
+// sliceGPUs is what the state needs of one node-local ResourceSlice of
+// the driver: the slice's node and its GPUs.
+type sliceGPUs struct {
+	node string
+	gpus []sliceGPU
+}
+
+type sliceGPU struct {
+	id      structured.DeviceID
+	index   int
+	model   string
+	compute int64 // milli-GPU capacity
+	mem     int64 // GPU memory capacity, < 0 where the device publishes none
+}
+
+// parseSlice reads a ResourceSlice; ok is false for a slice of another
+// driver or one not tied to a node.
+func parseSlice(sl *resourceapi.ResourceSlice) (p sliceGPUs, ok bool) {
+	if sl.Spec.Driver != DriverName || sl.Spec.NodeName == nil {
+		return p, false
+	}
+	p.node = *sl.Spec.NodeName
+	p.gpus = make([]sliceGPU, len(sl.Spec.Devices))
+	for i := range sl.Spec.Devices {
+		d := &sl.Spec.Devices[i]
+		g := sliceGPU{
+			id:      structured.MakeDeviceID(sl.Spec.Driver, sl.Spec.Pool.Name, d.Name),
+			index:   i,
+			compute: gpushare.MilliPerGPU,
+			mem:     -1,
+		}
+		if q, ok := d.Capacity[CapacityCompute]; ok {
+			g.compute = q.Value.Value()
+		}
+		if q, ok := d.Capacity[CapacityMemory]; ok {
+			g.mem = q.Value.Value()
+		}
+		if a, ok := attr(d, AttrIndex); ok && a.IntValue != nil {
+			g.index = int(*a.IntValue)
+		}
+		if a, ok := attr(d, AttrModel); ok && a.StringValue != nil {
+			g.model = *a.StringValue
+		}
+		p.gpus[i] = g
+	}
+	return p, true
+}
+
+// sliceCache keeps parseSlice's result per ResourceSlice object. The
+// informer replaces an object on every change and never mutates one, so
+// the pointer is the key; slices gone from the list are dropped.
+type sliceCache struct {
+	mu sync.Mutex
+	m  map[*resourceapi.ResourceSlice]sliceGPUs
+}
+
+func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPUs {
+	out := make([]sliceGPUs, 0, len(resourceSlices))
+	if c == nil {
+		for _, sl := range resourceSlices {
+			if p, ok := parseSlice(sl); ok {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[*resourceapi.ResourceSlice]sliceGPUs, len(resourceSlices))
+	for _, sl := range resourceSlices {
+		p, seen := c.m[sl]
+		if !seen {
+			var ok bool
+			if p, ok = parseSlice(sl); !ok {
+				p = sliceGPUs{} // remembered as "not ours"
+			}
+		}
+		next[sl] = p
+		if p.node != "" {
+			out = append(out, p)
+		}
+	}
+	c.m = next
+	return out
+}
+
 // NodesFromDRA is the pure part of DRASource.Nodes.
 func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSlice, alloc *structured.AllocatedState) map[string]gpushare.Node {
+	return nodesFromSlices(nodes, (*sliceCache)(nil).get(resourceSlices), alloc)
+}
+
+func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, alloc *structured.AllocatedState) map[string]gpushare.Node {
 	out := make(map[string]gpushare.Node, len(nodes))
 	for _, ni := range nodes {
 		out[ni.Node().Name] = baseNode(ni)
@@ -207,42 +310,31 @@ func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSl
 		free, mem int64 // mem < 0: the device publishes no memory capacity
 	}
 	devs := map[string][]dev{}
-	for _, sl := range resourceSlices {
-		if sl.Spec.Driver != DriverName || sl.Spec.NodeName == nil {
-			continue
-		}
-		nodeName := *sl.Spec.NodeName
-		n, ok := out[nodeName]
+	memMax := map[string]int64{} // -1: a GPU without memory capacity
+	for _, sl := range parsed {
+		n, ok := out[sl.node]
 		if !ok {
 			continue
 		}
-		for i := range sl.Spec.Devices {
-			d := &sl.Spec.Devices[i]
-			capQ, ok := d.Capacity[CapacityCompute]
-			total := int64(gpushare.MilliPerGPU)
-			if ok {
-				total = capQ.Value.Value()
+		for _, g := range sl.gpus {
+			if n.Model == "" && g.model != "" {
+				n.Model = g.model
+				out[sl.node] = n
 			}
-			index := i
-			if a, ok := attr(d, AttrIndex); ok && a.IntValue != nil {
-				index = int(*a.IntValue)
-			}
-			if a, ok := attr(d, AttrModel); ok && a.StringValue != nil && n.Model == "" {
-				n.Model = *a.StringValue
-				out[nodeName] = n
-			}
-			free, mem := total, int64(-1)
-			if memQ, ok := d.Capacity[CapacityMemory]; ok {
-				mem = memQ.Value.Value()
+			free, mem := g.compute, g.mem
+			switch mm := memMax[sl.node]; {
+			case g.mem < 0:
+				memMax[sl.node] = -1
+			case mm >= 0:
+				memMax[sl.node] = max(mm, g.mem)
 			}
 			if alloc != nil {
-				id := structured.MakeDeviceID(sl.Spec.Driver, sl.Spec.Pool.Name, d.Name)
-				if alloc.AllocatedDevices.Has(id) {
+				if alloc.AllocatedDevices.Has(g.id) {
 					free = 0
 					if mem > 0 {
 						mem = 0 // held whole, memory included
 					}
-				} else if used, ok := alloc.AggregatedCapacity[id]; ok {
+				} else if used, ok := alloc.AggregatedCapacity[g.id]; ok {
 					if q, ok := used[CapacityCompute]; ok && q != nil {
 						free -= q.Value()
 					}
@@ -251,7 +343,7 @@ func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSl
 					}
 				}
 			}
-			devs[nodeName] = append(devs[nodeName], dev{index, max(free, 0), mem})
+			devs[sl.node] = append(devs[sl.node], dev{g.index, max(free, 0), mem})
 		}
 	}
 	for name, ds := range devs {
@@ -260,6 +352,7 @@ func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSl
 		for _, d := range ds {
 			size = max(size, d.index+1)
 		}
+		n.GPUMemMax = max(memMax[name], 0)
 		n.GPUFree = make([]int64, size)
 		for _, d := range ds {
 			n.GPUFree[d.index] = d.free
@@ -289,27 +382,45 @@ func attr(d *resourceapi.Device, name string) (resourceapi.DeviceAttribute, bool
 // shared by all Strata GPU plugins of a profile.
 const stateKey fwk.StateKey = "strata.dev/gpustate"
 
-// CycleData is what the first Strata GPU plugin of a cycle computes.
+// CycleData is what the first Strata GPU plugin of a cycle computes
+// (StrataGPUFit's PreFilter for a GPU pod, else the first scorer's
+// PreScore).
 type CycleData struct {
 	Task   gpushare.Task
 	HasGPU bool
 	Nodes  map[string]gpushare.Node
 }
 
-// Clone implements fwk.StateData; the data is read-only after PreScore.
+// Clone implements fwk.StateData; the data is read-only once written.
 func (d *CycleData) Clone() fwk.StateData { return d }
 
 // Prepare computes (or reuses) the cycle's data.
 func Prepare(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo, src Source, claims ClaimGetter) (*CycleData, error) {
-	if v, err := cs.Read(stateKey); err == nil {
-		if d, ok := v.(*CycleData); ok {
-			return d, nil
-		}
+	if d, err := Read(cs); err == nil {
+		return d, nil
 	}
 	t, has, err := PodTask(pod, claims)
 	if err != nil {
 		return nil, err
 	}
+	return prepareNodes(ctx, cs, t, has, nodes, src)
+}
+
+// PrepareGPU is Prepare for a pod with a GPU request; for any other pod
+// it returns nil without reading the nodes' state (which the GPU scorers
+// will read, for the nodes that pass Filter, if they need it).
+func PrepareGPU(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo, src Source, claims ClaimGetter) (*CycleData, error) {
+	if d, err := Read(cs); err == nil {
+		return d, nil
+	}
+	t, has, err := PodTask(pod, claims)
+	if err != nil || !has {
+		return nil, err
+	}
+	return prepareNodes(ctx, cs, t, has, nodes, src)
+}
+
+func prepareNodes(ctx context.Context, cs fwk.CycleState, t gpushare.Task, has bool, nodes []fwk.NodeInfo, src Source) (*CycleData, error) {
 	ns, err := src.Nodes(ctx, nodes)
 	if err != nil {
 		return nil, err

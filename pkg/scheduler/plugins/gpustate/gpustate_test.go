@@ -62,8 +62,11 @@ func gpuSlice(node, model string, n int) *resourceapi.ResourceSlice {
 func TestNodesFromDRA(t *testing.T) {
 	busy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "busy"}, Spec: v1.PodSpec{NodeName: "a", Containers: []v1.Container{{
 		Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("3"), v1.ResourceMemory: resource.MustParse("1Gi")}}}}}}
-	nodes := []fwk.NodeInfo{nodeInfo("a", 16000, 64<<30, busy), nodeInfo("b", 8000, 32<<30), nodeInfo("cpu", 4000, 8<<30)}
+	nodes := []fwk.NodeInfo{nodeInfo("a", 16000, 64<<30, busy), nodeInfo("b", 8000, 32<<30), nodeInfo("cpu", 4000, 8<<30), nodeInfo("nomem", 4000, 8<<30)}
+	noMem := gpuSlice("nomem", "T4", 2)
+	delete(noMem.Spec.Devices[0].Capacity, CapacityMemory) // gpu-1 publishes no memory
 	slicesIn := []*resourceapi.ResourceSlice{
+		noMem,
 		gpuSlice("a", "T4", 4),
 		gpuSlice("b", "V100M32", 2),
 		gpuSlice("elsewhere", "A10", 1), // node not among the candidates
@@ -85,16 +88,18 @@ func TestNodesFromDRA(t *testing.T) {
 	got := NodesFromDRA(nodes, slicesIn, alloc)
 	want := map[string]gpushare.Node{
 		"a": {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530},
-			GPUMemFree: []int64{12 << 30, 16 << 30, 16 << 30, 0}},
-		"b":   {Name: "b", Model: "V100M32", CPUFree: 8000, MemFree: 32 << 30, GPUFree: []int64{1000, 0}, GPUMemFree: []int64{16 << 30, 0}},
+			GPUMemFree: []int64{12 << 30, 16 << 30, 16 << 30, 0}, GPUMemMax: 16 << 30},
+		"b":   {Name: "b", Model: "V100M32", CPUFree: 8000, MemFree: 32 << 30, GPUFree: []int64{1000, 0}, GPUMemFree: []int64{16 << 30, 0}, GPUMemMax: 16 << 30},
 		"cpu": {Name: "cpu", CPUFree: 4000, MemFree: 8 << 30},
+		// A GPU without memory capacity: no limit there, no largest memory.
+		"nomem": {Name: "nomem", Model: "T4", CPUFree: 4000, MemFree: 8 << 30, GPUFree: []int64{1000, 1000}, GPUMemFree: []int64{16 << 30, gpushare.NoGPUMemLimit}},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d nodes: %v", len(got), got)
 	}
 	for k, w := range want {
 		g := got[k]
-		if g.Name != w.Name || g.Model != w.Model || g.CPUFree != w.CPUFree || g.MemFree != w.MemFree || !slices.Equal(g.GPUFree, w.GPUFree) || !slices.Equal(g.GPUMemFree, w.GPUMemFree) {
+		if g.Name != w.Name || g.Model != w.Model || g.CPUFree != w.CPUFree || g.MemFree != w.MemFree || !slices.Equal(g.GPUFree, w.GPUFree) || !slices.Equal(g.GPUMemFree, w.GPUMemFree) || g.GPUMemMax != w.GPUMemMax {
 			t.Errorf("node %s = %v, want %v", k, g, w)
 		}
 	}
@@ -184,5 +189,35 @@ func TestStoreSource(t *testing.T) {
 	}
 	if n := got["a"]; n.Model != "T4" || n.CPUFree != 4000 || !slices.Equal(n.GPUFree, []int64{1000, 700}) {
 		t.Errorf("store node = %v", n)
+	}
+}
+
+// TestSliceCache checks that a ResourceSlice object is parsed once, that a
+// replaced object (the informer's way to change one) is parsed again, and
+// that slices gone from the list are forgotten.
+func TestSliceCache(t *testing.T) {
+	c := &sliceCache{}
+	a, b := gpuSlice("a", "T4", 2), gpuSlice("b", "T4", 1)
+	if got := c.get([]*resourceapi.ResourceSlice{a, b}); len(got) != 2 || len(got[0].gpus) != 2 {
+		t.Fatalf("first read: %+v", got)
+	}
+	// The same object again: the cached result, even though a test (not
+	// the informer) changed it in place.
+	a.Spec.Devices = a.Spec.Devices[:1]
+	if got := c.get([]*resourceapi.ResourceSlice{a, b}); len(got[0].gpus) != 2 {
+		t.Errorf("same object parsed again: %d GPUs, want the cached 2", len(got[0].gpus))
+	}
+	a2 := gpuSlice("a", "T4", 4)
+	got := c.get([]*resourceapi.ResourceSlice{a2})
+	if len(got) != 1 || len(got[0].gpus) != 4 {
+		t.Errorf("replaced object: %+v, want node a with 4 GPUs", got)
+	}
+	if len(c.m) != 1 {
+		t.Errorf("cache holds %d slices, want only the listed one", len(c.m))
+	}
+	other := gpuSlice("c", "T4", 1)
+	other.Spec.Driver = "other.example.com"
+	if got := c.get([]*resourceapi.ResourceSlice{other}); len(got) != 0 {
+		t.Errorf("another driver's slice read as GPUs: %+v", got)
 	}
 }
