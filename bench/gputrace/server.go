@@ -82,6 +82,10 @@ type ServerResult struct {
 	// ServerCPU is the CPU time the server process used from the first
 	// pod created to the end of the run (its quiet tail included).
 	ServerCPU time.Duration
+	// ClientCPU is the CPU time this bench process (the pod creators and
+	// the watch that times the run) used over the same span: it shares
+	// the machine's cores with the server.
+	ClientCPU time.Duration
 	// OutOfOrder counts pods the API server committed after a pod that
 	// arrives later (concurrent creators).
 	OutOfOrder int
@@ -327,7 +331,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 		return res, err
 	}
 	var first time.Time
-	var cpu0 time.Duration
+	var cpu0, clientCPU0 time.Duration
 	var cs creation
 	createErr := make(chan error, 1)
 	go func() {
@@ -335,6 +339,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 			mu.Lock()
 			first = time.Now()
 			cpu0, _ = benchutil.ProcessCPU(cmd.Process.Pid)
+			clientCPU0, _ = benchutil.ProcessCPU(os.Getpid())
 			mu.Unlock()
 			if so.CPUProfile != "" {
 				go profileCPU(hbCtx, client, so.CPUProfile, 10*time.Second)
@@ -372,8 +377,12 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	if err != nil {
 		return res, fmt.Errorf("server CPU time: %w", err)
 	}
+	clientCPU1, err := benchutil.ProcessCPU(os.Getpid())
+	if err != nil {
+		return res, fmt.Errorf("bench CPU time: %w", err)
+	}
 	mu.Lock()
-	res.ServerCPU = cpu1 - cpu0
+	res.ServerCPU, res.ClientCPU = cpu1-cpu0, clientCPU1-clientCPU0
 	mu.Unlock()
 
 	// Each bound pod's claim must be allocated on its node; its devices
@@ -824,10 +833,11 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			fmt.Printf("seed %d: server: %v\n", seed, err)
 			return false
 		}
-		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod)\n",
+		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod)\n",
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Created.Seconds(), so.Creators, s.SlotWait.Seconds(), s.OutOfOrder, s.Start.Seconds(),
-			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)))
+			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)),
+			s.ClientCPU.Seconds(), 1000*s.ClientCPU.Seconds()/float64(max(1, s.Pods)))
 		if len(s.Writes) > 0 {
 			fmt.Printf("  API writes from the first pod create: %s\n", strings.Join(s.Writes, "; "))
 		}
