@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
@@ -44,13 +45,25 @@ type Gateway struct {
 	// Changed is told when a function starts or stops failing, so its
 	// status follows.
 	Changed func(types.NamespacedName)
+	// Exists asks the API server (not a cache) whether a function the
+	// gateway has not been handed yet exists: a request sent right after
+	// the Function was created can beat the sync loop, and should wait
+	// for it rather than get 404. Nil: unknown functions get 404 at once.
+	Exists func(context.Context, types.NamespacedName) (bool, error)
 
 	metrics   *metrics
 	transport *http.Transport
+	lookups   chan struct{}      // bounds concurrent Exists calls
+	lookup    singleflight.Group // one Exists call per function at a time
 
-	mu  sync.RWMutex
-	fns map[types.NamespacedName]*fnState
+	mu    sync.RWMutex
+	fns   map[types.NamespacedName]*fnState
+	added chan struct{} // closed (and replaced) when a function is added
 }
+
+// syncWait is how long a request for a function that exists in the API
+// waits for the sync loop to hand it to the gateway.
+const syncWait = 5 * time.Second
 
 // endpoint is one ready replica.
 type endpoint struct {
@@ -87,7 +100,9 @@ func NewGateway(domain string, host *WasmHost) *Gateway {
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     60 * time.Second,
 		},
-		fns: map[types.NamespacedName]*fnState{},
+		lookups: make(chan struct{}, 8),
+		fns:     map[types.NamespacedName]*fnState{},
+		added:   make(chan struct{}),
 	}
 }
 
@@ -109,6 +124,8 @@ func (g *Gateway) Update(key types.NamespacedName, s Snapshot) {
 	if !ok {
 		st = &fnState{key: key, conc: newConcurrency(time.Now(), 600), auto: &Autoscaler{}, readyCh: make(chan struct{})}
 		g.fns[key] = st
+		close(g.added)
+		g.added = make(chan struct{})
 	}
 	g.mu.Unlock()
 
@@ -153,6 +170,51 @@ func (g *Gateway) get(key types.NamespacedName) *fnState {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.fns[key]
+}
+
+// awaitSync handles a request for a function the gateway does not know:
+// if the API has it (Exists), it waits up to syncWait for the sync loop
+// to hand it over. exists reports what the API said; false also when the
+// gateway cannot ask (no Exists, too many lookups at once, an error).
+func (g *Gateway) awaitSync(ctx context.Context, key types.NamespacedName) (st *fnState, exists bool) {
+	if g.Exists == nil {
+		return nil, false
+	}
+	// Requests for one function share one lookup (a burst right after a
+	// deploy); distinct names are bounded, so that a flood of unknown
+	// names does not become a flood of API reads.
+	v, err, _ := g.lookup.Do(key.String(), func() (any, error) {
+		select {
+		case g.lookups <- struct{}{}:
+			defer func() { <-g.lookups }()
+		default:
+			return false, nil
+		}
+		// Not the first request's context: the others share the answer.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		return g.Exists(lctx, key)
+	})
+	if ok, _ := v.(bool); err != nil || !ok {
+		return nil, false
+	}
+	timeout := time.NewTimer(syncWait)
+	defer timeout.Stop()
+	for {
+		g.mu.RLock()
+		st, added := g.fns[key], g.added
+		g.mu.RUnlock()
+		if st != nil {
+			return st, true
+		}
+		select {
+		case <-added:
+		case <-timeout.C:
+			return nil, true
+		case <-ctx.Done():
+			return nil, true
+		}
+	}
 }
 
 // each calls f for every function.
@@ -228,8 +290,15 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	st := g.get(key)
 	if st == nil {
-		http.Error(rw, fmt.Sprintf("function %s not found (strata function list shows what is deployed)", key), http.StatusNotFound)
-		return
+		var exists bool
+		if st, exists = g.awaitSync(r.Context(), key); st == nil {
+			if exists {
+				http.Error(rw, fmt.Sprintf("function %s is still being set up: retry in a moment", key), http.StatusServiceUnavailable)
+				return
+			}
+			http.Error(rw, fmt.Sprintf("function %s not found (strata function list shows what is deployed)", key), http.StatusNotFound)
+			return
+		}
 	}
 	w := &statusWriter{ResponseWriter: rw}
 	st.conc.add(start, 1)

@@ -1,9 +1,12 @@
 package serverless
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,5 +125,59 @@ func TestGatewayRetriesRefusedConnection(t *testing.T) {
 		if w.Code != 200 || w.Body.String() != "ok" || w.Header().Get(HeaderBackend) != "pod/fn-live" {
 			t.Fatalf("request %d: %d %q %v", i, w.Code, w.Body.String(), w.Header())
 		}
+	}
+}
+
+// A request that beats the sync loop to a function the API already has
+// waits for it instead of getting 404; a function the API does not have
+// still gets 404 at once, and one that never reaches the gateway gets 503.
+func TestGatewayAwaitsSync(t *testing.T) {
+	g := NewGateway("localhost", nil)
+	inAPI := map[string]bool{"late": true, "stuck": true}
+	var lookups atomic.Int64
+	g.Exists = func(_ context.Context, key types.NamespacedName) (bool, error) {
+		lookups.Add(1)
+		time.Sleep(20 * time.Millisecond) // an API round trip
+		return inAPI[key.Name], nil
+	}
+	late := types.NamespacedName{Namespace: "default", Name: "late"}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		// Handed over with a problem so that the request ends at once.
+		g.Update(late, Snapshot{Runtime: servingv1.RuntimeContainer, Timeout: time.Second,
+			Problem: &function.Problem{Reason: servingv1.ReasonImagePull, Message: "pull failed"}})
+	}()
+	serve := func(host string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, r)
+		return rec
+	}
+	// A burst, as right after a deploy: one lookup, every request answered.
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if rec := serve("late.default.localhost"); rec.Code != 503 || !strings.Contains(rec.Body.String(), "pull failed") {
+				t.Errorf("late: %d %q, want the function's own answer once synced", rec.Code, rec.Body.String())
+			}
+		})
+	}
+	wg.Wait()
+	if n := lookups.Load(); n > 2 {
+		t.Errorf("%d API lookups for one function's burst, want them shared", n)
+	}
+	start := time.Now()
+	if rec := serve("nope.default.localhost"); rec.Code != 404 || time.Since(start) > time.Second {
+		t.Errorf("nope: %d after %v, want 404 at once", rec.Code, time.Since(start))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	r := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
+	r.Host = "stuck.default.localhost"
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, r)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "still being set up") {
+		t.Errorf("stuck: %d %q, want 503 'still being set up'", rec.Code, rec.Body.String())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -116,6 +117,14 @@ func Start(ctx context.Context, rc *rest.Config, o Options) (*Server, error) {
 	gw := NewGateway(o.Domain, host)
 	gw.MaxQueue = o.MaxQueue
 	gw.Changed = notify
+	api := mgr.GetAPIReader()
+	gw.Exists = func(ctx context.Context, key types.NamespacedName) (bool, error) {
+		err := api.Get(ctx, key, &servingv1.Function{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	sc := &scaler{client: mgr.GetClient(), gateway: gw, waking: map[types.NamespacedName]bool{}}
 	gw.Wake = sc.wake
 

@@ -115,7 +115,6 @@ func TestFunctions(t *testing.T) {
 		s.function(t, "deploy", "missing-fn", "--image", "localhost:5000/does-not-exist:v1", "--wait", "0")
 		t.Cleanup(func() { s.function(t, "delete", "missing-fn") })
 		s.waitReadyFalse(t, "missing-fn", "Rejected")
-		gatewayKnows(t, "missing-fn")
 		start := time.Now()
 		code, body, _, err := get("missing-fn.default.localhost", "/")
 		if err != nil || code != 503 || !strings.Contains(body, "does-not-exist") || time.Since(start) > 2*time.Second {
@@ -124,7 +123,6 @@ func TestFunctions(t *testing.T) {
 
 		s.function(t, "deploy", "trap-fn", "--image", "localhost:5000/fn-trap:e2e", "--runtime", "wasm", "--wait", "0")
 		t.Cleanup(func() { s.function(t, "delete", "trap-fn") })
-		gatewayKnows(t, "trap-fn")
 		for i := 0; i < 4; i++ {
 			start := time.Now()
 			code, body, _, err := get("trap-fn.default.localhost", "/")
@@ -139,7 +137,6 @@ func TestFunctions(t *testing.T) {
 		// timeout and then get 503; beyond the queue they get 503 at once.
 		s.function(t, "deploy", "stuck-fn", "--image", "localhost:5000/hello:v1", "--port", "9999", "--env", "PORT=7777", "--timeout", "4s", "--wait", "0")
 		t.Cleanup(func() { s.function(t, "delete", "stuck-fn") })
-		gatewayKnows(t, "stuck-fn")
 		var wg sync.WaitGroup
 		var overflow, timedOut, other atomic.Int64
 		start = time.Now()
@@ -172,17 +169,6 @@ func TestFunctions(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-}
-
-// gatewayKnows waits until the function gateway routes name: after a
-// deploy with --wait 0 a request can beat the gateway's informer to the new
-// Function and get 404 "not found". The probe is a request like any other.
-func gatewayKnows(t *testing.T, name string) {
-	t.Helper()
-	waitFor(t, 10*time.Second, "the gateway to know "+name, func(context.Context) (bool, error) {
-		code, _, _, err := get(name+".default.localhost", "/")
-		return err == nil && code != 404, nil
-	})
 }
 
 // checkScaleToZeroAndBack: the function answers, drops to zero pods after
