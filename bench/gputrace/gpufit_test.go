@@ -13,16 +13,21 @@ import (
 // of it. The filter may only turn away nodes the allocator would turn away
 // too, so every pod must land on the same node and GPUs, and the same pods
 // must stay unschedulable (there must be some, or the filter had nothing
-// to reject).
+// to reject). It fails if the filter asks 200 milli-GPU or 3Gi of GPU
+// memory more than the request.
 func TestGPUFitChangesNoPlacement(t *testing.T) {
 	var nodes []TraceNode
 	for i, gpus := range []int{2, 4, 8, 1, 4, 8} {
-		nodes = append(nodes, TraceNode{Name: fmt.Sprintf("node-%d", i), CPU: 64000, MemMiB: 256 << 10, GPUs: gpus, Model: "A100"})
+		model := "A100"
+		if i%3 == 2 {
+			model = "V100"
+		}
+		nodes = append(nodes, TraceNode{Name: fmt.Sprintf("node-%d", i), CPU: 64000, MemMiB: 256 << 10, GPUs: gpus, Model: model})
 	}
 	var pods []TracePod
 	for i := range 60 {
-		// Mostly shares of 300-900 milli-GPU, some whole GPUs, pairs and
-		// CPU-only pods.
+		// Mostly shares of 300-900 milli-GPU, some with GPU memory or a
+		// model, some whole GPUs, pairs and CPU-only pods.
 		task := gpushare.Task{CPU: 2000, Mem: 4096, NumGPU: 1, GPUMilli: int64(300 + 100*(i%7))}
 		switch {
 		case i%9 == 0:
@@ -31,6 +36,11 @@ func TestGPUFitChangesNoPlacement(t *testing.T) {
 			task.GPUMilli = gpushare.MilliPerGPU
 		case i%11 == 0:
 			task = gpushare.Task{CPU: 8000, Mem: 8192}
+		case i%3 == 0:
+			// GPU memory (of 16Gi per GPU) as well as compute.
+			task.GPUMem = int64(6+2*(i%5)) << 30
+		case i%7 == 1:
+			task.Models = "V100" // a selector StrataGPUFit leaves to DynamicResources
 		}
 		pods = append(pods, TracePod{Name: fmt.Sprintf("pod-%02d", i), Task: task})
 	}

@@ -298,10 +298,16 @@ func makePod(i int, p TracePod) (*v1.Pod, *resourceapi.ResourceClaim) {
 		AllocationMode:  resourceapi.DeviceAllocationModeExactCount,
 		Count:           int64(p.Task.NumGPU),
 	}}
-	if p.Task.IsShare() {
-		req.Exactly.Capacity = &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{
-			gpustate.CapacityCompute: *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI),
-		}}
+	if p.Task.IsShare() || p.Task.GPUMem > 0 {
+		// GPUMem is in bytes (the trace has none; tests set it).
+		capacity := map[resourceapi.QualifiedName]resource.Quantity{}
+		if p.Task.IsShare() {
+			capacity[gpustate.CapacityCompute] = *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI)
+		}
+		if p.Task.GPUMem > 0 {
+			capacity[gpustate.CapacityMemory] = *resource.NewQuantity(p.Task.GPUMem, resource.BinarySI)
+		}
+		req.Exactly.Capacity = &resourceapi.CapacityRequirements{Requests: capacity}
 	}
 	if p.Task.Models != "" {
 		req.Exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpustate.ModelSelector(splitModels(p.Task.Models))}}}
