@@ -65,6 +65,9 @@ func (p *Plugin) Name() string { return Name }
 // into the cycle state the scorers share (they would read it in PreScore
 // otherwise). Pods without a request it can judge skip Filter.
 func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	if len(pod.Spec.ResourceClaims) == 0 {
+		return nil, fwk.NewStatus(fwk.Skip) // no GPU asked
+	}
 	claims := gpustate.DRAClaims(p.m)
 	if judge, err := p.canJudge(pod, claims); err != nil || !judge {
 		// A claim that is not there yet is DynamicResources' to report.
