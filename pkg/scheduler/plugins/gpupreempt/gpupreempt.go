@@ -40,13 +40,15 @@ const Name = "StrataGPUPreemption"
 type Plugin struct {
 	h         fwk.Handle
 	podGroups schedulinglisters.PodGroupLister
+	gpus      gpustate.DRASource
 }
 
 var _ fwk.PostFilterPlugin = &Plugin{}
 
 // New is the plugin factory.
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister()}, nil
+	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister(),
+		gpus: gpustate.NewDRASource(h.SharedDRAManager())}, nil
 }
 
 // Name implements fwk.Plugin.
@@ -91,7 +93,7 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 			nodes = append(nodes, ni)
 		}
 	}
-	state, err := gpustate.DRASource{Manager: mgr}.Nodes(ctx, nodes)
+	state, err := p.gpus.Nodes(ctx, nodes)
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}

@@ -161,25 +161,25 @@ func baseNode(ni fwk.NodeInfo) gpushare.Node {
 // model, compute and memory capacity; the allocated state (allocated
 // claims plus those the scheduler has in flight) gives the compute and
 // memory they consume. A device allocated without consumable capacity
-// counts as fully used. Make it with NewDRASource, which keeps what it
-// read of each ResourceSlice until the slice changes.
+// counts as fully used. It keeps what it read of each ResourceSlice
+// until the slice changes.
 type DRASource struct {
-	Manager fwk.SharedDRAManager
+	manager fwk.SharedDRAManager
 	parsed  *sliceCache
 }
 
-// NewDRASource returns a DRASource that parses each ResourceSlice once.
+// NewDRASource returns the DRASource over the scheduler's DRA view.
 func NewDRASource(m fwk.SharedDRAManager) DRASource {
-	return DRASource{Manager: m, parsed: &sliceCache{}}
+	return DRASource{manager: m, parsed: &sliceCache{}}
 }
 
 // Nodes implements Source.
 func (s DRASource) Nodes(ctx context.Context, nodes []fwk.NodeInfo) (map[string]gpushare.Node, error) {
-	resourceSlices, err := s.Manager.ResourceSlices().ListWithDeviceTaintRules()
+	resourceSlices, err := s.manager.ResourceSlices().ListWithDeviceTaintRules()
 	if err != nil {
 		return nil, err
 	}
-	alloc, err := gatherAllocatedState(ctx, s.Manager.ResourceClaims())
+	alloc, err := gatherAllocatedState(ctx, s.manager.ResourceClaims())
 	if err != nil {
 		return nil, err
 	}
@@ -267,14 +267,6 @@ type sliceCache struct {
 
 func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPUs {
 	out := make([]sliceGPUs, 0, len(resourceSlices))
-	if c == nil {
-		for _, sl := range resourceSlices {
-			if p, ok := parseSlice(sl); ok {
-				out = append(out, p)
-			}
-		}
-		return out
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next := make(map[*resourceapi.ResourceSlice]sliceGPUs, len(resourceSlices))
@@ -295,11 +287,7 @@ func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPU
 	return out
 }
 
-// NodesFromDRA is the pure part of DRASource.Nodes.
-func NodesFromDRA(nodes []fwk.NodeInfo, resourceSlices []*resourceapi.ResourceSlice, alloc *structured.AllocatedState) map[string]gpushare.Node {
-	return nodesFromSlices(nodes, (*sliceCache)(nil).get(resourceSlices), alloc)
-}
-
+// nodesFromSlices is the pure part of DRASource.Nodes.
 func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, alloc *structured.AllocatedState) map[string]gpushare.Node {
 	out := make(map[string]gpushare.Node, len(nodes))
 	for _, ni := range nodes {

@@ -59,7 +59,7 @@ func gpuSlice(node, model string, n int) *resourceapi.ResourceSlice {
 	return s
 }
 
-func TestNodesFromDRA(t *testing.T) {
+func TestNodesFromSlices(t *testing.T) {
 	busy := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "busy"}, Spec: v1.PodSpec{NodeName: "a", Containers: []v1.Container{{
 		Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("3"), v1.ResourceMemory: resource.MustParse("1Gi")}}}}}}
 	nodes := []fwk.NodeInfo{nodeInfo("a", 16000, 64<<30, busy), nodeInfo("b", 8000, 32<<30), nodeInfo("cpu", 4000, 8<<30), nodeInfo("nomem", 4000, 8<<30)}
@@ -85,7 +85,7 @@ func TestNodesFromDRA(t *testing.T) {
 			id("a", 3): {CapacityCompute: q(470), CapacityMemory: q(20 << 30)}, // more than it has: none left
 		},
 	}
-	got := NodesFromDRA(nodes, slicesIn, alloc)
+	got := nodesFromSlices(nodes, (&sliceCache{}).get(slicesIn), alloc)
 	want := map[string]gpushare.Node{
 		"a": {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530},
 			GPUMemFree: []int64{12 << 30, 16 << 30, 16 << 30, 0}, GPUMemMax: 16 << 30},
