@@ -36,6 +36,7 @@ func main() {
 	inflight := flag.Int("inflight", 100, "server mode: at most N pods created and not yet bound or unschedulable")
 	metricsOut := flag.String("metrics", "", "server mode: write the server's /metrics page (API server, etcd, kube-scheduler) at the end of each run to this file")
 	creators := flag.Int("creators", 8, "server mode: pods created at once, in arrival order (1: strictly in order, paced by one client's latency)")
+	execTrace := flag.String("exec-trace", "", "server mode: write a Go execution trace of the server process (3 s, from 2 s after the first pod) to this file")
 	cpuProfile := flag.String("cpu-profile", "", "server mode: write a CPU profile of the server process (10 s from the first pod) to this file")
 	keep := flag.Bool("keep", false, "server mode: keep the server's data dir (its logs) instead of removing it")
 	quiet := flag.Duration("quiet", 3*time.Second, "server mode: done once every pod is decided and nothing changed for this long")
@@ -114,7 +115,7 @@ func main() {
 		// Interrupted: stop the server and remove its data dir.
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		ok := compareServer(ctx, nodes, pods, seeds, policies, *tune, *tieBreak, *maxPods,
-			ServerOptions{Bin: *bin, Claims: *claimsMode, Inflight: max(1, *inflight), Quiet: *quiet, MetricsOut: *metricsOut, Keep: *keep, CPUProfile: *cpuProfile, Creators: *creators})
+			ServerOptions{Bin: *bin, Claims: *claimsMode, Inflight: max(1, *inflight), Quiet: *quiet, MetricsOut: *metricsOut, Keep: *keep, CPUProfile: *cpuProfile, ExecTrace: *execTrace, Creators: *creators})
 		stop()
 		if !ok {
 			os.Exit(1)

@@ -66,6 +66,10 @@ type ServerOptions struct {
 	// (everything: etcd, API server, scheduler, controllers) over the
 	// first 10 s after the first pod is created.
 	CPUProfile string
+	// ExecTrace, if set, receives a Go execution trace of the server
+	// process over 3 s from 2 s after the first pod is created (where
+	// goroutines wait: go tool trace -pprof=sched).
+	ExecTrace string
 }
 
 // ServerResult is a Result plus what only the server run measures.
@@ -79,6 +83,12 @@ type ServerResult struct {
 	// SlotWait is how long the pod creator waited for an in-flight slot:
 	// near zero means creation, not scheduling, set the pace.
 	SlotWait time.Duration
+	// Claims and ClaimsCPU are how many claims (or templates) were created
+	// before the first pod, and the server CPU time that took: pod-mode
+	// claims are created outside the timed span, so this is where their
+	// admission cost shows.
+	Claims    int
+	ClaimsCPU time.Duration
 	// ServerCPU is the CPU time the server process used from the first
 	// pod created to the end of the run (its quiet tail included).
 	ServerCPU time.Duration
@@ -192,7 +202,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	}
 	t0 := time.Now()
 	args := serverArgs
-	if so.CPUProfile != "" {
+	if so.CPUProfile != "" || so.ExecTrace != "" {
 		args = append(slices.Clone(args), "--profiling")
 	}
 	cmd, err := benchutil.StartServer(so.Bin, dir, args...)
@@ -256,13 +266,19 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	// scheduler's cache before its pod arrives.
 	pods := make([]*v1.Pod, len(work))
 	templates := map[string]bool{}
+	claimsCPU0, err := benchutil.ProcessCPU(cmd.Process.Pid)
+	if err != nil {
+		return res, fmt.Errorf("server CPU time: %w", err)
+	}
 	for i, p := range work {
 		pod, claim, tmpl := serverPod(i, p, so.Claims == "template")
 		pods[i] = pod
 		switch {
 		case claim != nil:
+			res.Claims++
 			_, err = client.ResourceV1().ResourceClaims(namespace).Create(ctx, claim, metav1.CreateOptions{})
 		case tmpl != nil && !templates[tmpl.Name]:
+			res.Claims++
 			templates[tmpl.Name] = true
 			_, err = client.ResourceV1().ResourceClaimTemplates(namespace).Create(ctx, tmpl, metav1.CreateOptions{})
 		}
@@ -270,6 +286,11 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 			return res, err
 		}
 	}
+	claimsCPU1, err := benchutil.ProcessCPU(cmd.Process.Pid)
+	if err != nil {
+		return res, fmt.Errorf("server CPU time: %w", err)
+	}
+	res.ClaimsCPU = claimsCPU1 - claimsCPU0
 
 	index := make(map[string]int, len(pods))
 	for i, p := range pods {
@@ -342,7 +363,10 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 			clientCPU0, _ = benchutil.ProcessCPU(os.Getpid())
 			mu.Unlock()
 			if so.CPUProfile != "" {
-				go profileCPU(hbCtx, client, so.CPUProfile, 10*time.Second)
+				go fetchProfile(hbCtx, client, "profile", so.CPUProfile, 0, 10*time.Second)
+			}
+			if so.ExecTrace != "" {
+				go fetchProfile(hbCtx, client, "trace", so.ExecTrace, 2*time.Second, 3*time.Second)
 			}
 		})
 		createErr <- cs.err
@@ -527,16 +551,21 @@ func (c creation) order() []int {
 	return order
 }
 
-// profileCPU writes a CPU profile of the server process to file; a
-// failure is reported, not fatal.
-func profileCPU(ctx context.Context, client kubernetes.Interface, file string, d time.Duration) {
-	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
+// fetchProfile writes the server's /debug/pprof/<kind> over d, starting
+// after delay, to file; a failure is reported, not fatal.
+func fetchProfile(ctx context.Context, client kubernetes.Interface, kind, file string, delay, d time.Duration) {
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return
+	}
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/"+kind).
 		Param("seconds", strconv.Itoa(int(d.Seconds()))).Timeout(d + 30*time.Second).DoRaw(ctx)
 	if err == nil {
 		err = os.WriteFile(file, raw, 0o644)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "gputrace: CPU profile: %v\n", err)
+		fmt.Fprintf(os.Stderr, "gputrace: %s: %v\n", kind, err)
 	}
 }
 
@@ -833,11 +862,12 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			fmt.Printf("seed %d: server: %v\n", seed, err)
 			return false
 		}
-		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod)\n",
+		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod); before that, creating %d claims or templates one by one took %.2f ms of server CPU each\n",
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Created.Seconds(), so.Creators, s.SlotWait.Seconds(), s.OutOfOrder, s.Start.Seconds(),
 			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)),
-			s.ClientCPU.Seconds(), 1000*s.ClientCPU.Seconds()/float64(max(1, s.Pods)))
+			s.ClientCPU.Seconds(), 1000*s.ClientCPU.Seconds()/float64(max(1, s.Pods)),
+			s.Claims, 1000*s.ClaimsCPU.Seconds()/float64(max(1, s.Claims)))
 		if len(s.Writes) > 0 {
 			fmt.Printf("  API writes from the first pod create: %s\n", strings.Join(s.Writes, "; "))
 		}

@@ -6,6 +6,7 @@ package scheduler
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
@@ -104,6 +105,8 @@ clientConnection:
 leaderElection:
   leaderElect: false
 percentageOfNodesToScore: 100
+# See Parallelism.
+parallelism: %[6]d
 profiles:
 - schedulerName: default-scheduler
   plugins:
@@ -134,5 +137,16 @@ profiles:
     args:
       windowSize: 1000
       priorWeight: 100
-`, kubeconfig, gpufrag.Name, gpupreempt.Name, score.String(), gpufit.Name)
+`, kubeconfig, gpufrag.Name, gpupreempt.Name, score.String(), gpufit.Name, Parallelism(runtime.GOMAXPROCS(0)))
+}
+
+// Parallelism is kube-scheduler's worker count for its parallel steps
+// (Filter and Score over the nodes, preemption's dry runs) on a process
+// with procs cores: one fewer than the cores, at most upstream's 16.
+// The scheduler shares its process with the API server and etcd, and a
+// parallel step waits for every worker it started; a worker that finds
+// no core free waits behind the API server's goroutines, and the whole
+// scheduling cycle with it.
+func Parallelism(procs int) int {
+	return min(max(procs-1, 1), 16)
 }

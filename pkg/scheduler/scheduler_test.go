@@ -3,6 +3,7 @@ package scheduler
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -99,4 +100,24 @@ func defaultProfile(t *testing.T) kubeframework.Framework {
 		t.Fatal("no default-scheduler profile")
 	}
 	return fw
+}
+
+func TestParallelism(t *testing.T) {
+	for _, tc := range []struct{ procs, want int }{{1, 1}, {2, 1}, {3, 2}, {8, 7}, {17, 16}, {64, 16}} {
+		if got := Parallelism(tc.procs); got != tc.want {
+			t.Errorf("Parallelism(%d) = %d, want %d", tc.procs, got, tc.want)
+		}
+	}
+	logger, _ := ktesting.NewTestContext(t)
+	file := filepath.Join(t.TempDir(), "scheduler.yaml")
+	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := options.LoadConfigFromFile(logger, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Parallelism(runtime.GOMAXPROCS(0)); int(cfg.Parallelism) != want {
+		t.Errorf("Config sets parallelism %d, want %d", cfg.Parallelism, want)
+	}
 }

@@ -70,13 +70,22 @@ func startGPUDriver(ctx context.Context, cfg *Config, nodeClient kubernetes.Inte
 	return err
 }
 
-// ensureGPUObjects creates the GPU DeviceClass and the GPU priority
-// classes, cluster-wide objects that exist whether or not this node has
-// GPUs (claims for an unknown class are refused with a clear error).
+// ensureGPUObjects creates (or updates) the GPU DeviceClass and the claim
+// delete-protection policy, and creates the GPU priority classes:
+// cluster-wide objects that exist whether or not this node has GPUs
+// (claims for an unknown class are refused with a clear error).
 func ensureGPUObjects(ctx context.Context, client kubernetes.Interface) error {
-	if _, err := client.ResourceV1().DeviceClasses().Create(ctx, dra.DeviceClass(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create DeviceClass %s: %w", dra.DriverName, err)
+	if err := ensure(ctx, client.ResourceV1().DeviceClasses(), dra.DeviceClass()); err != nil {
+		return fmt.Errorf("DeviceClass %s: %w", dra.DriverName, err)
 	}
+	policy, binding := dra.ClaimProtection()
+	if err := ensure(ctx, client.AdmissionregistrationV1().MutatingAdmissionPolicies(), policy); err != nil {
+		return fmt.Errorf("MutatingAdmissionPolicy %s: %w", policy.Name, err)
+	}
+	if err := ensure(ctx, client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings(), binding); err != nil {
+		return fmt.Errorf("MutatingAdmissionPolicyBinding %s: %w", binding.Name, err)
+	}
+	// A PriorityClass's value cannot change: created once, kept.
 	never := ptr.To(corev1.PreemptNever)
 	for _, pc := range []*schedulingv1.PriorityClass{
 		{ObjectMeta: metav1.ObjectMeta{Name: PriorityLatencySensitive}, Value: 100000,
@@ -89,6 +98,29 @@ func ensureGPUObjects(ctx context.Context, client kubernetes.Interface) error {
 		}
 	}
 	return nil
+}
+
+// typedClient is the part of a client-go typed client ensure uses.
+type typedClient[T metav1.Object] interface {
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+}
+
+// ensure creates obj, or replaces an existing object of its name with it
+// (so that a newer strata updates what an older one created).
+func ensure[T metav1.Object](ctx context.Context, c typedClient[T], obj T) error {
+	_, err := c.Create(ctx, obj, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	existing, err := c.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	obj.SetResourceVersion(existing.GetResourceVersion())
+	_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
+	return err
 }
 
 // writeSchedulerConfig writes Strata's scheduler profile and returns the
