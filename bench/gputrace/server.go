@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/bench/internal/benchutil"
@@ -748,9 +749,24 @@ func createNodes(ctx context.Context, client kubernetes.Interface, trace []Trace
 		if err != nil {
 			return nil, fmt.Errorf("create node %s: %w", n.Name, err)
 		}
-		// Status as the kubelet reports it (whatever create kept of it).
-		node.Status = want.Status
-		if node, err = client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		// Status as the kubelet reports it (whatever create kept of it);
+		// the node lifecycle controller may have tainted the new node in
+		// between, so a conflict means: read it again and retry.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node.Status = want.Status
+			updated, err := client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+			if apierrors.IsConflict(err) {
+				if latest, getErr := client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{}); getErr == nil {
+					node = latest
+				}
+				return err
+			}
+			if err == nil {
+				node = updated
+			}
+			return err
+		})
+		if err != nil {
 			return nil, fmt.Errorf("node %s status: %w", n.Name, err)
 		}
 		if _, err := client.CoordinationV1().Leases(v1.NamespaceNodeLease).Create(ctx, serverLease(node, now), metav1.CreateOptions{}); err != nil {

@@ -23,6 +23,12 @@ func (c *Config) controllerManagerArgs() []string {
 		"--service-cluster-ip-range=" + c.ServiceCIDR,
 		"--allocate-node-cidrs=false",
 		"--leader-elect=false",
+		// Same process as the API server, which protects itself (priority
+		// and fairness): the default 20 requests/s per controller capped
+		// pods with a ResourceClaimTemplate at ~10/s (the resource claim
+		// controller makes two writes per pod), as for kube-scheduler.
+		"--kube-api-qps=500",
+		"--kube-api-burst=1000",
 		// No serving port: one process, and its health is the server's.
 		"--secure-port=0",
 		"--profiling=false",
