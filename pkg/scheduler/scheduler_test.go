@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	kubescheduler "k8s.io/kubernetes/pkg/scheduler"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config"
 	kubeframework "k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/profile"
 
@@ -73,11 +74,10 @@ func TestFilterOrder(t *testing.T) {
 	}
 }
 
-// defaultProfile builds kube-scheduler from Config as the server does and
-// returns its default-scheduler profile.
-func defaultProfile(t *testing.T) kubeframework.Framework {
+// loadConfig loads Config as kube-scheduler does.
+func loadConfig(t *testing.T) *config.KubeSchedulerConfiguration {
 	t.Helper()
-	logger, ctx := ktesting.NewTestContext(t)
+	logger, _ := ktesting.NewTestContext(t)
 	file := filepath.Join(t.TempDir(), "scheduler.yaml")
 	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
 		t.Fatal(err)
@@ -86,6 +86,15 @@ func defaultProfile(t *testing.T) kubeframework.Framework {
 	if err != nil {
 		t.Fatalf("Config does not load: %v", err)
 	}
+	return cfg
+}
+
+// defaultProfile builds kube-scheduler from Config as the server does and
+// returns its default-scheduler profile.
+func defaultProfile(t *testing.T) kubeframework.Framework {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	cfg := loadConfig(t)
 	client := fake.NewClientset()
 	inf := informers.NewSharedInformerFactory(client, 0)
 	sched, err := kubescheduler.New(ctx, client, inf, nil,
@@ -108,16 +117,7 @@ func TestParallelism(t *testing.T) {
 			t.Errorf("Parallelism(%d) = %d, want %d", tc.procs, got, tc.want)
 		}
 	}
-	logger, _ := ktesting.NewTestContext(t)
-	file := filepath.Join(t.TempDir(), "scheduler.yaml")
-	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := options.LoadConfigFromFile(logger, file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := Parallelism(runtime.GOMAXPROCS(0)); int(cfg.Parallelism) != want {
+	if want, cfg := Parallelism(runtime.GOMAXPROCS(0)), loadConfig(t); int(cfg.Parallelism) != want {
 		t.Errorf("Config sets parallelism %d, want %d", cfg.Parallelism, want)
 	}
 }
