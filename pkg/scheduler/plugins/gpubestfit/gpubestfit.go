@@ -33,7 +33,10 @@ var (
 
 // New is the product constructor (GPU state from the SharedDRAManager).
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m := h.SharedDRAManager()
+	m, err := gpustate.DRAManager(h, Name)
+	if err != nil {
+		return nil, err
+	}
 	return &Plugin{src: gpustate.NewDRASource(m), claims: gpustate.DRAClaims(m)}, nil
 }
 

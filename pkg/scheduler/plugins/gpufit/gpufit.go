@@ -51,9 +51,9 @@ var (
 
 // New is the plugin factory, for app.WithPlugin(gpufit.Name, gpufit.New).
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m := h.SharedDRAManager()
-	if m == nil {
-		return nil, fmt.Errorf("%s needs the DRA manager (DynamicResourceAllocation enabled)", Name)
+	m, err := gpustate.DRAManager(h, Name)
+	if err != nil {
+		return nil, err
 	}
 	return &Plugin{m: m, src: gpustate.NewDRASource(m)}, nil
 }

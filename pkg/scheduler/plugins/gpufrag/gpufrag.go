@@ -84,9 +84,9 @@ func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error
 	if err != nil {
 		return nil, err
 	}
-	m := h.SharedDRAManager()
-	if m == nil {
-		return nil, fmt.Errorf("%s needs the DRA manager (DynamicResourceAllocation enabled)", Name)
+	m, err := gpustate.DRAManager(h, Name)
+	if err != nil {
+		return nil, err
 	}
 	return NewWithOptions(Options{
 		Source:   gpustate.NewDRASource(m),

@@ -47,8 +47,12 @@ var _ fwk.PostFilterPlugin = &Plugin{}
 
 // New is the plugin factory.
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	m, err := gpustate.DRAManager(h, Name)
+	if err != nil {
+		return nil, err
+	}
 	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister(),
-		gpus: gpustate.NewDRASource(h.SharedDRAManager())}, nil
+		gpus: gpustate.NewDRASource(m)}, nil
 }
 
 // Name implements fwk.Plugin.

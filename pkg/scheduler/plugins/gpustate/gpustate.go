@@ -156,6 +156,17 @@ func baseNode(ni fwk.NodeInfo) gpushare.Node {
 	}
 }
 
+// DRAManager returns the handle's DRA view, or an error naming plugin
+// when the scheduler runs without DynamicResourceAllocation (every Strata
+// GPU plugin reads GPUs and claims through it).
+func DRAManager(h fwk.Handle, plugin string) (fwk.SharedDRAManager, error) {
+	m := h.SharedDRAManager()
+	if m == nil {
+		return nil, fmt.Errorf("%s needs the DRA manager (DynamicResourceAllocation enabled)", plugin)
+	}
+	return m, nil
+}
+
 // DRASource reads GPU state from the framework's SharedDRAManager: the
 // node-local ResourceSlices of driver gpu.strata.dev give each GPU's index,
 // model, compute and memory capacity; the allocated state (allocated

@@ -221,3 +221,21 @@ func TestSliceCache(t *testing.T) {
 		t.Errorf("another driver's slice read as GPUs: %+v", got)
 	}
 }
+
+// draHandle is a framework handle with only a DRA view (nil: none).
+type draHandle struct {
+	fwk.Handle
+	m fwk.SharedDRAManager
+}
+
+func (h draHandle) SharedDRAManager() fwk.SharedDRAManager { return h.m }
+
+func TestDRAManager(t *testing.T) {
+	if _, err := DRAManager(draHandle{}, "StrataGPUX"); err == nil || err.Error() != "StrataGPUX needs the DRA manager (DynamicResourceAllocation enabled)" {
+		t.Errorf("without DRA: err %v", err)
+	}
+	var view struct{ fwk.SharedDRAManager }
+	if m, err := DRAManager(draHandle{m: view}, "StrataGPUX"); err != nil || m == nil {
+		t.Errorf("with DRA: %v, %v", m, err)
+	}
+}
