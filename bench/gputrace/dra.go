@@ -126,7 +126,11 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	m := dynamicresources.NewDRAManager(ctx, claimCache, slices, inf)
 
 	registry := plugins.NewInTreeRegistry()
-	src, claims := gpustate.NewDRASource(m), gpustate.DRAClaims(m)
+	src, err := gpustate.NewDRASource(m, inf.Resource().V1().ResourceClaims().Informer())
+	if err != nil {
+		return Result{}, err
+	}
+	claims := gpustate.DRAClaims(m)
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
 		return Result{}, err
 	}

@@ -97,6 +97,8 @@ type ServerResult struct {
 	// the watch that times the run) used over the same span: it shares
 	// the machine's cores with the server.
 	ClientCPU time.Duration
+	// PeakRSS is the server process's peak resident set at the end, MB.
+	PeakRSS float64
 	// OutOfOrder counts pods the API server committed after a pod that
 	// arrives later (concurrent creators).
 	OutOfOrder int
@@ -408,6 +410,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	}
 	mu.Lock()
 	res.ServerCPU, res.ClientCPU = cpu1-cpu0, clientCPU1-clientCPU0
+	res.PeakRSS = benchutil.PeakRSS(cmd.Process.Pid)
 	mu.Unlock()
 
 	// Each bound pod's claim must be allocated on its node; its devices
@@ -878,12 +881,12 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			fmt.Printf("seed %d: server: %v\n", seed, err)
 			return false
 		}
-		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod); before that, creating %d claims or templates one by one took %.2f ms of server CPU each\n",
+		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod); before that, creating %d claims or templates one by one took %.2f ms of server CPU each; server peak RSS %.0f MB\n",
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Created.Seconds(), so.Creators, s.SlotWait.Seconds(), s.OutOfOrder, s.Start.Seconds(),
 			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)),
 			s.ClientCPU.Seconds(), 1000*s.ClientCPU.Seconds()/float64(max(1, s.Pods)),
-			s.Claims, 1000*s.ClaimsCPU.Seconds()/float64(max(1, s.Claims)))
+			s.Claims, 1000*s.ClaimsCPU.Seconds()/float64(max(1, s.Claims)), s.PeakRSS)
 		if len(s.Writes) > 0 {
 			fmt.Printf("  API writes from the first pod create: %s\n", strings.Join(s.Writes, "; "))
 		}

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -171,9 +170,9 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
-	s.serverRSS = peakRSS(cmd.Process.Pid)
+	s.serverRSS = benchutil.PeakRSS(cmd.Process.Pid)
 	if pid := childNamed(cmd.Process.Pid, "containerd"); pid > 0 {
-		s.containerdMB = peakRSS(pid)
+		s.containerdMB = benchutil.PeakRSS(pid)
 	}
 	return s, nil
 }
@@ -189,23 +188,6 @@ func waitClient(ctx context.Context, kubeconfig string) (kubernetes.Interface, e
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// peakRSS is VmHWM from /proc, in MB.
-func peakRSS(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return 0
 }
 
 func childNamed(ppid int, name string) int {

@@ -3,6 +3,7 @@
 package benchutil
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math"
@@ -164,4 +165,22 @@ func ProcessCPU(pid int) (time.Duration, error) {
 		ticks += v
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// PeakRSS is the process's peak resident set (VmHWM from /proc), in MB;
+// 0 if it cannot be read.
+func PeakRSS(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
 }

@@ -33,11 +33,11 @@ var (
 
 // New is the product constructor (GPU state from the SharedDRAManager).
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
+	m, src, err := gpustate.HandleSource(h, Name)
 	if err != nil {
 		return nil, err
 	}
-	return &Plugin{src: gpustate.NewDRASource(m), claims: gpustate.DRAClaims(m)}, nil
+	return &Plugin{src: src, claims: gpustate.DRAClaims(m)}, nil
 }
 
 // Factory returns a factory over another GPU state (the replay).

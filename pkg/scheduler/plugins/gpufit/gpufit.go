@@ -51,11 +51,11 @@ var (
 
 // New is the plugin factory, for app.WithPlugin(gpufit.Name, gpufit.New).
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
+	m, src, err := gpustate.HandleSource(h, Name)
 	if err != nil {
 		return nil, err
 	}
-	return &Plugin{m: m, src: gpustate.NewDRASource(m)}, nil
+	return &Plugin{m: m, src: src}, nil
 }
 
 // Name implements fwk.Plugin.

@@ -84,12 +84,12 @@ func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error
 	if err != nil {
 		return nil, err
 	}
-	m, err := gpustate.DRAManager(h, Name)
+	m, src, err := gpustate.HandleSource(h, Name)
 	if err != nil {
 		return nil, err
 	}
 	return NewWithOptions(Options{
-		Source:   gpustate.NewDRASource(m),
+		Source:   src,
 		Claims:   gpustate.DRAClaims(m),
 		Window:   gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
 		TieBreak: args.TieBreak,

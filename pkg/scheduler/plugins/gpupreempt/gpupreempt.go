@@ -47,12 +47,12 @@ var _ fwk.PostFilterPlugin = &Plugin{}
 
 // New is the plugin factory.
 func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
+	_, src, err := gpustate.HandleSource(h, Name)
 	if err != nil {
 		return nil, err
 	}
 	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister(),
-		gpus: gpustate.NewDRASource(m)}, nil
+		gpus: src}, nil
 }
 
 // Name implements fwk.Plugin.

@@ -1,0 +1,187 @@
+package gpustate
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/dynamic-resource-allocation/structured"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/ptr"
+)
+
+// deviceUsage is what allocations take of one GPU.
+type deviceUsage struct {
+	compute, mem int64 // consumed capacity of shares
+	whole        int   // allocations of the device without consumable capacity
+}
+
+func (u *deviceUsage) add(v deviceUsage) {
+	u.compute += v.compute
+	u.mem += v.mem
+	u.whole += v.whole
+}
+
+// usageOf is what one allocation takes of each GPU of the driver, as the
+// DRA allocator counts it: a result with a share ID consumes its
+// ConsumedCapacity, any other result holds the device whole, admin access
+// takes nothing.
+func usageOf(a *resourceapi.AllocationResult, each func(structured.DeviceID, deviceUsage)) {
+	if a == nil {
+		return
+	}
+	for _, r := range a.Devices.Results {
+		if r.Driver != DriverName || ptr.Deref(r.AdminAccess, false) {
+			continue
+		}
+		id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
+		if r.ShareID == nil {
+			each(id, deviceUsage{whole: 1})
+			continue
+		}
+		var u deviceUsage
+		if q, ok := r.ConsumedCapacity[CapacityCompute]; ok {
+			u.compute = q.Value()
+		}
+		if q, ok := r.ConsumedCapacity[CapacityMemory]; ok {
+			u.mem = q.Value()
+		}
+		each(id, u)
+	}
+}
+
+type claimRef struct{ namespace, name string }
+
+// claimIndex keeps, from the ResourceClaim informer, the GPU usage of all
+// allocated claims summed per device, and the claims not allocated yet
+// (which the scheduler may have in flight). It replaces
+// GatherAllocatedState, which copies the consumed capacity of every device
+// in the cluster on each call, and which counts a claim twice while its
+// allocation is both in the informer and still in flight.
+type claimIndex struct {
+	mu          sync.RWMutex
+	allocated   map[types.UID][]deviceUse
+	used        map[structured.DeviceID]deviceUsage
+	unallocated map[types.UID]claimRef
+	synced      cache.InformerSynced
+}
+
+type deviceUse struct {
+	id structured.DeviceID
+	u  deviceUsage
+}
+
+// newClaimIndex registers the index on the claim informer.
+func newClaimIndex(claims cache.SharedIndexInformer) (*claimIndex, error) {
+	x := &claimIndex{
+		allocated:   map[types.UID][]deviceUse{},
+		used:        map[structured.DeviceID]deviceUsage{},
+		unallocated: map[types.UID]claimRef{},
+	}
+	reg, err := claims.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { x.set(obj, false) },
+		UpdateFunc: func(_, obj any) { x.set(obj, false) },
+		DeleteFunc: func(obj any) { x.set(obj, true) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch ResourceClaims for GPU usage: %w", err)
+	}
+	x.synced = reg.HasSynced
+	return x, nil
+}
+
+func (x *claimIndex) set(obj any, deleted bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	c, ok := obj.(*resourceapi.ResourceClaim)
+	if !ok {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, d := range x.allocated[c.UID] {
+		u := x.used[d.id]
+		u.add(deviceUsage{-d.u.compute, -d.u.mem, -d.u.whole})
+		if u == (deviceUsage{}) {
+			delete(x.used, d.id)
+		} else {
+			x.used[d.id] = u
+		}
+	}
+	delete(x.allocated, c.UID)
+	delete(x.unallocated, c.UID)
+	switch {
+	case deleted:
+	case c.Status.Allocation == nil:
+		x.unallocated[c.UID] = claimRef{c.Namespace, c.Name}
+	default:
+		uses := []deviceUse{}
+		usageOf(c.Status.Allocation, func(id structured.DeviceID, u deviceUsage) {
+			uses = append(uses, deviceUse{id, u})
+			v := x.used[id]
+			v.add(u)
+			x.used[id] = v
+		})
+		x.allocated[c.UID] = uses
+	}
+}
+
+// waitSynced waits until the index has seen the informer's initial list
+// (the scheduler waits for its informers before the first cycle, not for
+// handlers added by plugins).
+func (x *claimIndex) waitSynced(ctx context.Context) error {
+	if x.synced() {
+		return nil
+	}
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return x.synced(), nil
+	})
+	if err != nil {
+		return fmt.Errorf("GPU usage index: ResourceClaims not listed yet: %w", err)
+	}
+	return nil
+}
+
+// withUsage calls fn with the GPU usage of all allocated claims plus
+// those the scheduler allocated that the informer has not delivered yet:
+// in flight (reserved, status not written) or assumed (written, event not
+// received). fn runs under the index's read lock, so that a claim's
+// informer event cannot move it between the two parts while fn reads.
+// In-flight is checked before assumed because DynamicResources' PreBind
+// assumes a claim before it drops it from in flight: a claim moving
+// between the two is seen in one of them, never in none.
+func (x *claimIndex) withUsage(tracker fwk.ResourceClaimTracker, fn func(usage func(structured.DeviceID) deviceUsage)) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var pending map[structured.DeviceID]deviceUsage
+	add := func(id structured.DeviceID, u deviceUsage) {
+		if pending == nil {
+			pending = map[structured.DeviceID]deviceUsage{}
+		}
+		v := pending[id]
+		v.add(u)
+		pending[id] = v
+	}
+	for uid, ref := range x.unallocated {
+		if a := tracker.GetPendingAllocation(uid); a != nil {
+			usageOf(a, add)
+			continue
+		}
+		if c, err := tracker.Get(ref.namespace, ref.name); err == nil && c.UID == uid && c.Status.Allocation != nil {
+			usageOf(c.Status.Allocation, add)
+		}
+	}
+	fn(func(id structured.DeviceID) deviceUsage {
+		u := x.used[id]
+		if p, ok := pending[id]; ok {
+			u.add(p)
+		}
+		return u
+	})
+}
