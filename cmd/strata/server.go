@@ -25,6 +25,9 @@ DATA_DIR/admin.kubeconfig. Stop with SIGTERM or Ctrl-C; start again on the same
 data dir to get the same cluster back.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("gc-percent") && os.Getenv("GOGC") != "" {
+				cfg.GCPercent = 0 // the environment's GOGC stays
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			return server.Run(ctx, cfg)
@@ -61,6 +64,8 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.GPUBackend, "gpu-backend", cfg.GPUBackend, "GPU inventory of the node's DRA driver: auto (NVML when NVIDIA's library is present, else --simulated-gpus, else no GPUs), nvml or simulated")
 	f.StringVar(&cfg.SimulatedGPUs, "simulated-gpus", "", "simulated GPUs for machines without any, e.g. 4xA100-80GB or 2xA100-80GB,1xT4-16GB")
 	f.StringVar(&cfg.SimulatedGPUsFile, "simulated-gpus-file", "", "file with a simulated GPU inventory (same syntax, one entry per line, # comments)")
+	f.IntVar(&cfg.GCPercent, "gc-percent", cfg.GCPercent, "Go GC target of the server process, as GOGC: the heap grows this many percent over live data between collections; higher spends less CPU on GC and more memory. 0 keeps GOGC from the environment, which is also used when this flag is not given")
+	f.StringVar(&cfg.MemoryLimit, "memory-limit", "", "soft memory limit of the server process, as GOMEMLIMIT (e.g. 1Gi): the GC works harder near it; empty: none, or GOMEMLIMIT from the environment")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "log verbosity of the components in DATA_DIR/logs/strata.log")
 	return cmd
 }

@@ -67,6 +67,12 @@ type Config struct {
 	SimulatedGPUs, SimulatedGPUsFile string
 	// Verbosity is klog's -v for the components' log file.
 	Verbosity int
+	// GCPercent is the Go GC target of the server process (as GOGC); 0
+	// keeps GOGC from the environment.
+	GCPercent int
+	// MemoryLimit is the process's soft memory limit (as GOMEMLIMIT), a
+	// Kubernetes quantity such as 1Gi; "" keeps the environment's.
+	MemoryLimit string
 
 	// Out receives progress lines for the person who started the server.
 	Out io.Writer
@@ -95,6 +101,7 @@ func Defaults() Config {
 
 		FunctionDomain: "localhost",
 		GPUBackend:     "auto",
+		GCPercent:      DefaultGCPercent,
 
 		UnmatchedImages:    string(imagepolicy.UnmatchedDeny),
 		ImageVerifyTimeout: imagepolicy.DefaultOptions().Timeout,
@@ -153,6 +160,9 @@ func (c *Config) Validate() error {
 	case "auto", "nvml", "simulated":
 	default:
 		return fmt.Errorf("--gpu-backend %q: use auto (NVML if present, else --simulated-gpus), nvml or simulated", c.GPUBackend)
+	}
+	if err := c.validateGC(); err != nil {
+		return err
 	}
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")

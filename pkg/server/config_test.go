@@ -28,6 +28,11 @@ func TestValidate(t *testing.T) {
 		{"bad function domain", func(c *Config) { c.FunctionDomain = "Not_A_Domain" }, "--function-domain \"Not_A_Domain\""},
 		{"feature gate", func(c *Config) { c.FeatureGates = "NominatedNodeNameForExpectation=true" }, ""},
 		{"unknown feature gate", func(c *Config) { c.FeatureGates = "GangScheduler=true" }, `"GangScheduler" is not a feature gate`},
+		{"negative GC percent", func(c *Config) { c.GCPercent = -1 }, "--gc-percent -1 is negative"},
+		{"GC percent from the environment", func(c *Config) { c.GCPercent = 0 }, ""},
+		{"memory limit", func(c *Config) { c.MemoryLimit = "1536Mi" }, ""},
+		{"memory limit not a size", func(c *Config) { c.MemoryLimit = "lots" }, `--memory-limit "lots" is not a positive size`},
+		{"memory limit zero", func(c *Config) { c.MemoryLimit = "0" }, `--memory-limit "0" is not a positive size`},
 		{"feature gate without value", func(c *Config) { c.FeatureGates = "GenericWorkload" }, `entry "GenericWorkload" is not Name=true or Name=false`},
 	}
 	for _, tc := range tests {

@@ -54,6 +54,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer klog.Flush()
+	klog.InfoS("Go runtime", "gc", cfg.applyGC())
 
 	// Everything that can be checked is checked before the first process
 	// starts, so bad input never leaves anything running.

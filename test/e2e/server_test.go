@@ -262,6 +262,8 @@ func TestBadInput(t *testing.T) {
 		{name: "misspelt feature gate", args: []string{"--feature-gates", "NominatedNodeNameForExpectaton=true"},
 			want: []string{`--feature-gates: "NominatedNodeNameForExpectaton" is not a feature gate`, "did you mean NominatedNodeNameForExpectation?"}},
 		{name: "bad GPU backend", args: []string{"--gpu-backend", "cuda"}, want: []string{`--gpu-backend "cuda"`, "auto", "nvml or simulated"}},
+		{name: "negative GC percent", args: []string{"--gc-percent=-5"}, want: []string{"--gc-percent -5 is negative", "or 0 to keep GOGC"}},
+		{name: "memory limit not a size", args: []string{"--memory-limit", "2GB"}, want: []string{`--memory-limit "2GB" is not a positive size`, "2Gi"}},
 	}
 	if out, _ := exec.Command("ldconfig", "-p").Output(); !strings.Contains(string(out), "libnvidia-ml.so.1") {
 		cases = append(cases, struct {
