@@ -110,6 +110,9 @@ func TestDRAInFlightDoubleCount(t *testing.T) {
 	if err := tr.SignalClaimPendingAllocation(claim.UID, allocated); err != nil {
 		t.Fatal(err)
 	}
+	// StrataGPUFit's Reserve, after DynamicResources' (the same phase).
+	src.Reserve(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"},
+		Spec: v1.PodSpec{ResourceClaims: []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: ptr.To("c")}}}})
 	inFlight := computeUsed("in flight")
 	updated, err := client.ResourceV1().ResourceClaims("ns").UpdateStatus(ctx, allocated, metav1.UpdateOptions{})
 	if err != nil {

@@ -68,7 +68,11 @@ type claimIndex struct {
 	allocated   map[types.UID][]deviceUse
 	used        map[structured.DeviceID]deviceUsage
 	unallocated map[types.UID]claimRef
-	synced      cache.InformerSynced
+	// reserved holds the unallocated claims of pods the scheduler
+	// reserved (StrataGPUFit's Reserve): only those can be in flight or
+	// assumed, so only those are looked up in the claim tracker.
+	reserved map[types.UID]claimRef
+	synced   cache.InformerSynced
 }
 
 type deviceUse struct {
@@ -76,13 +80,18 @@ type deviceUse struct {
 	u  deviceUsage
 }
 
-// newClaimIndex registers the index on the claim informer.
-func newClaimIndex(claims cache.SharedIndexInformer) (*claimIndex, error) {
-	x := &claimIndex{
+func emptyClaimIndex() *claimIndex {
+	return &claimIndex{
 		allocated:   map[types.UID][]deviceUse{},
 		used:        map[structured.DeviceID]deviceUsage{},
 		unallocated: map[types.UID]claimRef{},
+		reserved:    map[types.UID]claimRef{},
 	}
+}
+
+// newClaimIndex registers the index on the claim informer.
+func newClaimIndex(claims cache.SharedIndexInformer) (*claimIndex, error) {
+	x := emptyClaimIndex()
 	reg, err := claims.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { x.set(obj, false) },
 		UpdateFunc: func(_, obj any) { x.set(obj, false) },
@@ -116,6 +125,9 @@ func (x *claimIndex) set(obj any, deleted bool) {
 	}
 	delete(x.allocated, c.UID)
 	delete(x.unallocated, c.UID)
+	if deleted || c.Status.Allocation != nil {
+		delete(x.reserved, c.UID) // counted from the informer from now on
+	}
 	switch {
 	case deleted:
 	case c.Status.Allocation == nil:
@@ -148,17 +160,33 @@ func (x *claimIndex) waitSynced(ctx context.Context) error {
 	return nil
 }
 
+// reserve marks a claim of a pod the scheduler reserved, unless the
+// index counts it allocated already. The claim may not have reached the
+// index yet (a template's claim, created just before its pod): it is
+// marked all the same.
+func (x *claimIndex) reserve(uid types.UID, ref claimRef) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.allocated[uid]; !ok {
+		x.reserved[uid] = ref
+	}
+}
+
 // withUsage calls fn with the GPU usage of all allocated claims plus
 // those the scheduler allocated that the informer has not delivered yet:
 // in flight (reserved, status not written) or assumed (written, event not
-// received). fn runs under the index's read lock, so that a claim's
-// informer event cannot move it between the two parts while fn reads.
-// In-flight is checked before assumed because DynamicResources' PreBind
-// assumes a claim before it drops it from in flight: a claim moving
-// between the two is seen in one of them, never in none.
+// received). fn runs under the index's lock, so that a claim's informer
+// event cannot move it between the two parts while fn reads.
+//
+// Only the claims marked reserved are looked up, so a cycle costs what is
+// in flight, not what is unallocated (in the server replay every claim
+// exists long before its pod). In-flight is checked before assumed
+// because DynamicResources' PreBind assumes a claim before it drops it
+// from in flight: a claim moving between the two is seen in one of them.
+// A reserved claim that is neither was unreserved, and is forgotten.
 func (x *claimIndex) withUsage(tracker fwk.ResourceClaimTracker, fn func(usage func(structured.DeviceID) deviceUsage)) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	var pending map[structured.DeviceID]deviceUsage
 	add := func(id structured.DeviceID, u deviceUsage) {
 		if pending == nil {
@@ -168,14 +196,16 @@ func (x *claimIndex) withUsage(tracker fwk.ResourceClaimTracker, fn func(usage f
 		v.add(u)
 		pending[id] = v
 	}
-	for uid, ref := range x.unallocated {
+	for uid, ref := range x.reserved {
 		if a := tracker.GetPendingAllocation(uid); a != nil {
 			usageOf(a, add)
 			continue
 		}
 		if c, err := tracker.Get(ref.namespace, ref.name); err == nil && c.UID == uid && c.Status.Allocation != nil {
 			usageOf(c.Status.Allocation, add)
+			continue
 		}
+		delete(x.reserved, uid)
 	}
 	fn(func(id structured.DeviceID) deviceUsage {
 		u := x.used[id]

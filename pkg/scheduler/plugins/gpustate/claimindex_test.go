@@ -49,6 +49,7 @@ type schedulerClaims struct {
 	fwk.ResourceClaimTracker
 	inFlight map[types.UID]*resourceapi.AllocationResult
 	assumed  map[string]*resourceapi.ResourceClaim
+	gets     *int
 }
 
 func (s schedulerClaims) GetPendingAllocation(uid types.UID) *resourceapi.AllocationResult {
@@ -56,6 +57,9 @@ func (s schedulerClaims) GetPendingAllocation(uid types.UID) *resourceapi.Alloca
 }
 
 func (s schedulerClaims) Get(ns, name string) (*resourceapi.ResourceClaim, error) {
+	if s.gets != nil {
+		*s.gets++
+	}
 	if c, ok := s.assumed[ns+"/"+name]; ok {
 		return c, nil
 	}
@@ -66,7 +70,7 @@ func TestClaimIndexUsage(t *testing.T) {
 	id := func(node string, i int) structured.DeviceID {
 		return structured.MakeDeviceID(DriverName, node, fmt.Sprintf("gpu-%d", i))
 	}
-	x := &claimIndex{allocated: map[types.UID][]deviceUse{}, used: map[structured.DeviceID]deviceUsage{}, unallocated: map[types.UID]claimRef{}}
+	x := emptyClaimIndex()
 	admin := result(DriverName, "a", 1, false, 0, 0)
 	admin.AdminAccess = ptr.To(true)
 	both := allocation(result(DriverName, "a", 3, true, 400, 0))
@@ -89,34 +93,79 @@ func TestClaimIndexUsage(t *testing.T) {
 	x.set(indexedClaim("share2", nil), false) // deallocated
 	stale := indexedClaim("stale-assumed", allocation(result(DriverName, "a", 2, true, 999, 0)))
 	stale.UID = "uid-old"
-	tracker := schedulerClaims{
+	check := func(step string, tracker schedulerClaims, want map[structured.DeviceID]deviceUsage) {
+		t.Helper()
+		x.withUsage(tracker, func(usage func(structured.DeviceID) deviceUsage) {
+			for d, w := range want {
+				if got := usage(d); got != w {
+					t.Errorf("%s: usage of %s = %+v, want %+v", step, d, got, w)
+				}
+			}
+		})
+	}
+	// The scheduler reserved four pods' claims ("both" is allocated
+	// already: the informer counts it); "pending" was never reserved.
+	for _, name := range []string{"inflight", "assumed", "stale-assumed", "both", "new"} {
+		x.reserve(types.UID("uid-"+name), claimRef{"ns", name})
+	}
+	// "new" is not in the index yet (a template's claim whose informer
+	// event is on the way): marked all the same; then it arrives allocated.
+	if len(x.reserved) != 4 {
+		t.Fatalf("reserved %v, want the 4 claims not allocated in the index", x.reserved)
+	}
+	x.set(indexedClaim("new", allocation(result(DriverName, "b", 4, true, 100, 0))), false)
+	if _, ok := x.reserved["uid-new"]; ok {
+		t.Fatal("a reserved claim the informer delivered allocated is still marked")
+	}
+	x.set(indexedClaim("inflight", nil), false) // an update that allocates nothing keeps the mark
+	// First cycle: the reserved claims are in flight. A claim that was not
+	// reserved is not looked up.
+	gets := 0
+	check("first cycle", schedulerClaims{
 		inFlight: map[types.UID]*resourceapi.AllocationResult{
-			"uid-inflight": allocation(result(DriverName, "a", 0, true, 300, 2<<30)),
-			"uid-both":     both,
+			"uid-inflight":      allocation(result(DriverName, "a", 0, true, 300, 2<<30)),
+			"uid-assumed":       allocation(result(DriverName, "a", 2, true, 500, 0)),
+			"uid-stale-assumed": allocation(result(DriverName, "a", 2, true, 999, 0)),
+			"uid-both":          both,
 		},
+		assumed: map[string]*resourceapi.ResourceClaim{"ns/pending": indexedClaim("pending", allocation(result(DriverName, "b", 0, false, 0, 0)))},
+		gets:    &gets,
+	}, map[structured.DeviceID]deviceUsage{
+		id("a", 0): {compute: 550, mem: 6 << 30}, // share + inflight; share2 gone
+		id("a", 1): {},                           // admin access takes nothing
+		id("a", 2): {compute: 1499},
+		id("a", 3): {compute: 400}, // counted once
+		id("b", 0): {},             // not reserved: not looked up
+		id("b", 1): {whole: 1},
+		id("b", 2): {}, // deleted
+		id("b", 3): {},
+	})
+	if gets != 0 {
+		t.Errorf("first cycle: %d claim lookups, want none", gets)
+	}
+	// Second cycle: PreBind wrote two of them; one is the assumed copy of
+	// an older claim of the same name (so this one was unreserved).
+	check("second cycle", schedulerClaims{
+		inFlight: map[types.UID]*resourceapi.AllocationResult{"uid-inflight": allocation(result(DriverName, "a", 0, true, 300, 2<<30))},
 		assumed: map[string]*resourceapi.ResourceClaim{
 			"ns/assumed":       indexedClaim("assumed", allocation(result(DriverName, "a", 2, true, 500, 0))),
 			"ns/stale-assumed": stale,
 		},
-	}
-	want := map[structured.DeviceID]deviceUsage{
-		id("a", 0): {compute: 550, mem: 6 << 30}, // share + inflight; share2 gone
-		id("a", 1): {},                           // admin access takes nothing
-		id("a", 2): {compute: 500},               // assumed, not the stale copy
-		id("a", 3): {compute: 400},               // counted once
-		id("b", 1): {whole: 1},
-		id("b", 2): {}, // deleted
-		id("b", 3): {},
-	}
-	x.withUsage(tracker, func(usage func(structured.DeviceID) deviceUsage) {
-		for d, w := range want {
-			if got := usage(d); got != w {
-				t.Errorf("usage of %s = %+v, want %+v", d, got, w)
-			}
-		}
+		gets: &gets,
+	}, map[structured.DeviceID]deviceUsage{
+		id("a", 0): {compute: 550, mem: 6 << 30},
+		id("a", 2): {compute: 500}, // assumed, not the stale copy
+		id("a", 3): {compute: 400},
 	})
-	if len(x.used) != 3 {
-		t.Errorf("index keeps %d devices (%v), want the 3 allocated ones in use", len(x.used), x.used)
+	if _, ok := x.reserved["uid-assumed"]; gets != 2 || !ok || len(x.reserved) != 2 {
+		t.Errorf("second cycle: %d lookups, reserved %v; want 2 lookups, the unreserved claim forgotten", gets, x.reserved)
+	}
+	x.set(indexedClaim("assumed", allocation(result(DriverName, "a", 2, true, 500, 0))), false)
+	if _, ok := x.reserved["uid-assumed"]; ok {
+		t.Error("a claim the informer delivered allocated is still marked reserved")
+	}
+	if len(x.used) != 5 {
+		t.Errorf("index keeps %d devices (%v), want the 5 allocated ones in use", len(x.used), x.used)
 	}
 }
 
@@ -162,4 +211,26 @@ func TestClaimIndexInformer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("after delete", deviceUsage{})
+}
+
+// TestSourcesShareOneIndex checks that the plugins of one scheduler (one
+// DRA view) get one claim index, so claims one marks reserved count for
+// all.
+func TestSourcesShareOneIndex(t *testing.T) {
+	type view struct{ fwk.SharedDRAManager }
+	a, b := &view{}, &view{}
+	inf := informers.NewSharedInformerFactory(fake.NewClientset(), 0).Resource().V1().ResourceClaims().Informer()
+	s := NewSources()
+	a1, err := s.For(a, inf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := s.For(a, inf)
+	b1, _ := s.For(b, inf)
+	if a1.claims != a2.claims || a1.parsed != a2.parsed {
+		t.Error("two plugins on one DRA view got different GPU states")
+	}
+	if a1.claims == b1.claims {
+		t.Error("two DRA views share a GPU state")
+	}
 }

@@ -166,27 +166,15 @@ func DRAManager(h fwk.Handle, plugin string) (fwk.SharedDRAManager, error) {
 	return m, nil
 }
 
-// HandleSource returns the handle's DRA view and a DRASource over it, fed
-// by the handle's ResourceClaim informer (the one the view is built on).
-func HandleSource(h fwk.Handle, plugin string) (fwk.SharedDRAManager, DRASource, error) {
-	m, err := DRAManager(h, plugin)
-	if err != nil {
-		return nil, DRASource{}, err
-	}
-	src, err := NewDRASource(m, h.SharedInformerFactory().Resource().V1().ResourceClaims().Informer())
-	if err != nil {
-		return nil, DRASource{}, fmt.Errorf("%s: %w", plugin, err)
-	}
-	return m, src, nil
-}
-
 // DRASource reads GPU state from the framework's SharedDRAManager: the
 // node-local ResourceSlices of driver gpu.strata.dev give each GPU's index,
 // model, compute and memory capacity; allocated claims (from the claim
-// informer, kept summed per device) plus those the scheduler has in flight
-// give the compute and memory they consume. A device allocated without
-// consumable capacity counts as fully used. It keeps what it read of each
-// ResourceSlice until the slice changes.
+// informer, kept summed per device) plus those the scheduler has reserved
+// and not yet seen back from the informer (Reserve) give the compute and
+// memory they consume. A device allocated without consumable capacity
+// counts as fully used. It keeps what it read of each ResourceSlice until
+// the slice changes. The Strata plugins of one scheduler share one
+// (Sources).
 type DRASource struct {
 	manager fwk.SharedDRAManager
 	parsed  *sliceCache
@@ -201,6 +189,22 @@ func NewDRASource(m fwk.SharedDRAManager, claims cache.SharedIndexInformer) (DRA
 		return DRASource{}, err
 	}
 	return DRASource{manager: m, parsed: &sliceCache{}, claims: x}, nil
+}
+
+// Reserve marks the unallocated claims of a pod the scheduler has just
+// reserved (StrataGPUFit's Reserve), so that later cycles count their
+// allocation while it is in flight or assumed; a claim the informer shows
+// allocated is counted from there.
+func (s DRASource) Reserve(pod *v1.Pod) {
+	for _, prc := range pod.Spec.ResourceClaims {
+		name := ClaimName(pod, prc)
+		if name == "" {
+			continue
+		}
+		if c, err := s.manager.ResourceClaims().Get(pod.Namespace, name); err == nil && c.Status.Allocation == nil {
+			s.claims.reserve(c.UID, claimRef{pod.Namespace, name})
+		}
+	}
 }
 
 // Nodes implements Source.
