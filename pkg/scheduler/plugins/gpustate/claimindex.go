@@ -58,19 +58,19 @@ func usageOf(a *resourceapi.AllocationResult, each func(structured.DeviceID, dev
 type claimRef struct{ namespace, name string }
 
 // claimIndex keeps, from the ResourceClaim informer, the GPU usage of all
-// allocated claims summed per device, and the claims not allocated yet
-// (which the scheduler may have in flight). It replaces
+// allocated claims summed per device, and the claims the scheduler
+// reserved that the informer does not show allocated yet. It replaces
 // GatherAllocatedState, which copies the consumed capacity of every device
 // in the cluster on each call, and which counts a claim twice while its
 // allocation is both in the informer and still in flight.
 type claimIndex struct {
-	mu          sync.RWMutex
-	allocated   map[types.UID][]deviceUse
-	used        map[structured.DeviceID]deviceUsage
-	unallocated map[types.UID]claimRef
-	// reserved holds the unallocated claims of pods the scheduler
-	// reserved (StrataGPUFit's Reserve): only those can be in flight or
-	// assumed, so only those are looked up in the claim tracker.
+	mu        sync.Mutex
+	allocated map[types.UID][]deviceUse
+	used      map[structured.DeviceID]deviceUsage
+	// reserved holds the claims of pods the scheduler reserved
+	// (StrataGPUFit's Reserve) until the informer shows them allocated:
+	// only those can be in flight or assumed, so only those are looked up
+	// in the claim tracker.
 	reserved map[types.UID]claimRef
 	synced   cache.InformerSynced
 }
@@ -82,10 +82,9 @@ type deviceUse struct {
 
 func emptyClaimIndex() *claimIndex {
 	return &claimIndex{
-		allocated:   map[types.UID][]deviceUse{},
-		used:        map[structured.DeviceID]deviceUsage{},
-		unallocated: map[types.UID]claimRef{},
-		reserved:    map[types.UID]claimRef{},
+		allocated: map[types.UID][]deviceUse{},
+		used:      map[structured.DeviceID]deviceUsage{},
+		reserved:  map[types.UID]claimRef{},
 	}
 }
 
@@ -124,15 +123,11 @@ func (x *claimIndex) set(obj any, deleted bool) {
 		}
 	}
 	delete(x.allocated, c.UID)
-	delete(x.unallocated, c.UID)
-	if deleted || c.Status.Allocation != nil {
-		delete(x.reserved, c.UID) // counted from the informer from now on
-	}
 	switch {
 	case deleted:
-	case c.Status.Allocation == nil:
-		x.unallocated[c.UID] = claimRef{c.Namespace, c.Name}
-	default:
+		delete(x.reserved, c.UID)
+	case c.Status.Allocation != nil:
+		delete(x.reserved, c.UID) // counted from the informer from now on
 		uses := []deviceUse{}
 		usageOf(c.Status.Allocation, func(id structured.DeviceID, u deviceUsage) {
 			uses = append(uses, deviceUse{id, u})
@@ -179,8 +174,8 @@ func (x *claimIndex) reserve(uid types.UID, ref claimRef) {
 // event cannot move it between the two parts while fn reads.
 //
 // Only the claims marked reserved are looked up, so a cycle costs what is
-// in flight, not what is unallocated (in the server replay every claim
-// exists long before its pod). In-flight is checked before assumed
+// in flight, not what exists (in the server replay every claim exists
+// long before its pod). In-flight is checked before assumed
 // because DynamicResources' PreBind assumes a claim before it drops it
 // from in flight: a claim moving between the two is seen in one of them.
 // A reserved claim that is neither was unreserved, and is forgotten.
