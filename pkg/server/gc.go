@@ -10,8 +10,9 @@ import (
 // DefaultGCPercent is the server's Go GC target (GOGC) unless the user
 // chooses one. The whole control plane shares one heap, and under load
 // (bench/gputrace --mode server) Go's default of 100 spent about a tenth
-// of the server's CPU on garbage collection; 200 cut the CPU per
-// scheduled pod by about 10% for some more memory (bench/RESULTS.md).
+// of the server's CPU on garbage collection; 200 cut the server's CPU
+// per pod by 8-22% in paired runs, for 70-80 MB more at start-up and
+// ~200 MB more at the replay's peak (bench/RESULTS.md).
 const DefaultGCPercent = 200
 
 // validateGC checks --gc-percent and --memory-limit.
