@@ -126,7 +126,12 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	m := dynamicresources.NewDRAManager(ctx, claimCache, slices, inf)
 
 	registry := plugins.NewInTreeRegistry()
-	src, claims := gpustate.NewDRASource(m), gpustate.DRAClaims(m)
+	sources := gpustate.NewSources()
+	src, err := sources.For(m, inf.Resource().V1().ResourceClaims().Informer())
+	if err != nil {
+		return Result{}, err
+	}
+	claims := gpustate.DRAClaims(m)
 	if err := registry.Register(gpufrag.Name, gpufrag.Factory(fragOptions(rc, src, claims, frag))); err != nil {
 		return Result{}, err
 	}
@@ -141,12 +146,15 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 		return Result{}, err
 	}
 	prof.Plugins.PreBind = config.PluginSet{Enabled: []config.Plugin{{Name: dynamicresources.Name}}}
+	// StrataGPUFit's Reserve marks the claims in flight in the shared GPU
+	// state, as in the product's profile, with or without its filter.
+	if err := registry.Register(gpufit.Name, gpufit.New(sources)); err != nil {
+		return Result{}, err
+	}
+	prof.Plugins.Reserve.Enabled = append(prof.Plugins.Reserve.Enabled, config.Plugin{Name: gpufit.Name})
 	if !rc.NoGPUFit {
 		// As in the product's profile: the cheap GPU check right before
 		// the allocator.
-		if err := registry.Register(gpufit.Name, gpufit.New); err != nil {
-			return Result{}, err
-		}
 		filters := config.PluginSet{Enabled: []config.Plugin{{Name: "NodeResourcesFit"}, {Name: gpufit.Name}, {Name: dynamicresources.Name}}}
 		prof.Plugins.PreFilter, prof.Plugins.Filter = filters, filters
 	}

@@ -16,16 +16,19 @@ import (
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpupreempt"
+	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
 
-// Registry holds Strata's out-of-tree plugins.
+// Registry holds Strata's out-of-tree plugins. The GPU plugins of the
+// scheduler it is given to share one GPU state (gpustate.Sources).
 func Registry() frameworkruntime.Registry {
+	sources := gpustate.NewSources()
 	return frameworkruntime.Registry{
-		gpufit.Name:     gpufit.New,
-		gpufrag.Name:    gpufrag.New,
-		gpubestfit.Name: gpubestfit.New,
-		gpupreempt.Name: gpupreempt.New,
+		gpufit.Name:     gpufit.New(sources),
+		gpufrag.Name:    gpufrag.New(sources),
+		gpubestfit.Name: gpubestfit.New(sources),
+		gpupreempt.Name: gpupreempt.New(sources),
 		nodeorder.Name:  nodeorder.New,
 	}
 }
@@ -123,6 +126,12 @@ profiles:
       enabled:
       - name: %[5]s
       - name: DynamicResources
+    # %[5]s marks the claims it reserves in the GPU state the Strata
+    # plugins share, so that the next cycles count them until the claim
+    # informer shows them allocated.
+    reserve:
+      enabled:
+      - name: %[5]s
     # After DefaultPreemption, which cannot free DRA devices.
     postFilter:
       enabled:

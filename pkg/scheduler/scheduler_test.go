@@ -74,6 +74,19 @@ func TestFilterOrder(t *testing.T) {
 	}
 }
 
+// TestGPUFitReserves checks that StrataGPUFit runs at Reserve: it marks
+// the claims in flight in the GPU state the Strata plugins share, which
+// otherwise would not count them until the claim informer shows them.
+func TestGPUFitReserves(t *testing.T) {
+	var names []string
+	for _, p := range defaultProfile(t).ListPlugins().Reserve.Enabled {
+		names = append(names, p.Name)
+	}
+	if !slices.Contains(names, gpufit.Name) || !slices.Contains(names, "DynamicResources") {
+		t.Errorf("reserve plugins %v: want %s beside DynamicResources", names, gpufit.Name)
+	}
+}
+
 // loadConfig loads Config as kube-scheduler does.
 func loadConfig(t *testing.T) *config.KubeSchedulerConfiguration {
 	t.Helper()

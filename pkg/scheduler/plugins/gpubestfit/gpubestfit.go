@@ -31,13 +31,16 @@ var (
 	_ fwk.ScoreExtensions = &Plugin{}
 )
 
-// New is the product constructor (GPU state from the SharedDRAManager).
-func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
-	if err != nil {
-		return nil, err
+// New is the product constructor (GPU state from the SharedDRAManager,
+// shared through sources).
+func New(sources *gpustate.Sources) frameworkruntime.PluginFactory {
+	return func(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		m, src, err := sources.Handle(h, Name)
+		if err != nil {
+			return nil, err
+		}
+		return &Plugin{src: src, claims: gpustate.DRAClaims(m)}, nil
 	}
-	return &Plugin{src: gpustate.NewDRASource(m), claims: gpustate.DRAClaims(m)}, nil
 }
 
 // Factory returns a factory over another GPU state (the replay).

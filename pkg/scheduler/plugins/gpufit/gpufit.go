@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
@@ -46,16 +47,20 @@ type Plugin struct {
 var (
 	_ fwk.PreFilterPlugin   = &Plugin{}
 	_ fwk.FilterPlugin      = &Plugin{}
+	_ fwk.ReservePlugin     = &Plugin{}
 	_ fwk.EnqueueExtensions = &Plugin{}
 )
 
-// New is the plugin factory, for app.WithPlugin(gpufit.Name, gpufit.New).
-func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
-	if err != nil {
-		return nil, err
+// New returns the plugin factory over the scheduler's shared GPU state,
+// for app.WithPlugin(gpufit.Name, gpufit.New(sources)).
+func New(sources *gpustate.Sources) frameworkruntime.PluginFactory {
+	return func(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		m, src, err := sources.Handle(h, Name)
+		if err != nil {
+			return nil, err
+		}
+		return &Plugin{m: m, src: src}, nil
 	}
-	return &Plugin{m: m, src: gpustate.NewDRASource(m)}, nil
 }
 
 // Name implements fwk.Plugin.
@@ -82,6 +87,18 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	}
 	return nil, nil
 }
+
+// Reserve tells the shared GPU state which claims the pod's cycle is
+// allocating, so that the next cycles count them until the informer shows
+// them allocated (gpustate.DRASource.Reserve).
+func (p *Plugin) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) *fwk.Status {
+	p.src.Reserve(pod)
+	return nil
+}
+
+// Unreserve implements fwk.ReservePlugin; the state forgets a claim that is
+// no longer in flight by itself.
+func (p *Plugin) Unreserve(context.Context, fwk.CycleState, *v1.Pod, string) {}
 
 // canJudge reports whether the node state decides whether the pod's GPU
 // request could fit: not when one of its claims is allocated already
@@ -132,6 +149,8 @@ func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, 
 // claims changed (allocated elsewhere, it is no longer this filter's to
 // judge).
 func (p *Plugin) afterClaimChange(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	// The pod's retry must see this change in the GPU state.
+	p.src.WaitApplied(context.Background(), oldObj, newObj)
 	if _, unknown := oldObj.(cache.DeletedFinalStateUnknown); unknown {
 		return fwk.Queue, nil
 	}

@@ -9,9 +9,10 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/dynamic-resource-allocation/structured"
-	"k8s.io/dynamic-resource-allocation/structured/schedulerapi"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -59,7 +60,6 @@ type fakeDRA struct {
 	fwk.SharedDRAManager
 	claims map[string]*resourceapi.ResourceClaim
 	slices []*resourceapi.ResourceSlice
-	alloc  *structured.AllocatedState
 }
 
 func (f *fakeDRA) ResourceClaims() fwk.ResourceClaimTracker { return fakeClaims{fakeDRA: f} }
@@ -77,7 +77,7 @@ func (f fakeClaims) Get(ns, name string) (*resourceapi.ResourceClaim, error) {
 	return nil, fmt.Errorf("resourceclaim %s/%s not found", ns, name)
 }
 
-func (f fakeClaims) GatherAllocatedState() (*structured.AllocatedState, error) { return f.alloc, nil }
+func (f fakeClaims) GetPendingAllocation(types.UID) *resourceapi.AllocationResult { return nil }
 
 type fakeSlices struct {
 	fwk.ResourceSliceLister
@@ -139,10 +139,16 @@ func podWith(claim string) *v1.Pod {
 // milli-GPU of its only GPU consumed and "idle", and checks which pods it
 // judges and which nodes it turns away.
 func TestPreFilterAndFilter(t *testing.T) {
-	busyGPU := structured.MakeDeviceID(gpustate.DriverName, "busy", "gpu-0")
-	state := &structured.AllocatedState{AggregatedCapacity: structured.ConsumedCapacityCollection{
-		busyGPU: schedulerapi.ConsumedCapacity{gpustate.CapacityCompute: ptr.To(resource.MustParse("700"))},
-	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holder := gpuClaim("holder", "700") // allocated: 700 of busy's GPU
+	holder.UID = "uid-holder"
+	holder.Status.Allocation = &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{Results: []resourceapi.DeviceRequestAllocationResult{{
+		Request: "gpu", Driver: gpustate.DriverName, Pool: "busy", Device: "gpu-0", ShareID: ptr.To(types.UID("share")),
+		ConsumedCapacity: map[resourceapi.QualifiedName]resource.Quantity{gpustate.CapacityCompute: resource.MustParse("700")},
+	}}}}
+	inf := informers.NewSharedInformerFactory(fake.NewClientset(holder), 0)
+	claimInformer := inf.Resource().V1().ResourceClaims().Informer()
 	allocated := gpuClaim("allocated", "500")
 	allocated.Status.Allocation = &resourceapi.AllocationResult{}
 	claims := map[string]*resourceapi.ResourceClaim{
@@ -167,8 +173,13 @@ func TestPreFilterAndFilter(t *testing.T) {
 		{"devices not tied to a node", "big", append([]*resourceapi.ResourceSlice{shared}, nodeLocal...), true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &fakeDRA{claims: claims, slices: tc.slices, alloc: state}
-			p := &Plugin{m: m, src: gpustate.NewDRASource(m)}
+			m := &fakeDRA{claims: claims, slices: tc.slices}
+			src, err := gpustate.NewDRASource(m, claimInformer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inf.Start(ctx.Done())
+			p := &Plugin{m: m, src: src}
 			nodes := []fwk.NodeInfo{nodeInfo("busy"), nodeInfo("idle")}
 			cs := framework.NewCycleState()
 			_, st := p.PreFilter(context.Background(), cs, podWith(tc.claim), nodes)

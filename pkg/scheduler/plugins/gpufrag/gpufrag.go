@@ -76,24 +76,26 @@ var (
 	_ fwk.ScoreExtensions = &Plugin{}
 )
 
-// New is the product constructor, for app.WithPlugin(gpufrag.Name, gpufrag.New):
+// New is the product constructor, for app.WithPlugin(gpufrag.Name, gpufrag.New(sources)):
 // GPU state and claims come from the framework's SharedDRAManager, the
 // distribution from a sliding window of the pods it scores.
-func New(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	args, err := decodeArgs(obj)
-	if err != nil {
-		return nil, err
+func New(sources *gpustate.Sources) frameworkruntime.PluginFactory {
+	return func(_ context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		args, err := decodeArgs(obj)
+		if err != nil {
+			return nil, err
+		}
+		m, src, err := sources.Handle(h, Name)
+		if err != nil {
+			return nil, err
+		}
+		return NewWithOptions(Options{
+			Source:   src,
+			Claims:   gpustate.DRAClaims(m),
+			Window:   gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
+			TieBreak: args.TieBreak,
+		}), nil
 	}
-	m, err := gpustate.DRAManager(h, Name)
-	if err != nil {
-		return nil, err
-	}
-	return NewWithOptions(Options{
-		Source:   gpustate.NewDRASource(m),
-		Claims:   gpustate.DRAClaims(m),
-		Window:   gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
-		TieBreak: args.TieBreak,
-	}), nil
 }
 
 // decodeArgs applies the defaults and checks the arguments.

@@ -248,7 +248,7 @@ func TestDecodeArgs(t *testing.T) {
 		})
 	}
 	// New refuses bad args before it needs the framework handle.
-	if _, err := New(context.Background(), raw(`{"tieBreak":"lowest"}`), nil); err == nil || !strings.Contains(err.Error(), "tieBreak") {
+	if _, err := New(gpustate.NewSources())(context.Background(), raw(`{"tieBreak":"lowest"}`), nil); err == nil || !strings.Contains(err.Error(), "tieBreak") {
 		t.Errorf("New accepted a bad tieBreak: %v", err)
 	}
 }

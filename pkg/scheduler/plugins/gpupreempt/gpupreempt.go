@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	pluginnames "k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
@@ -45,14 +46,16 @@ type Plugin struct {
 
 var _ fwk.PostFilterPlugin = &Plugin{}
 
-// New is the plugin factory.
-func New(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-	m, err := gpustate.DRAManager(h, Name)
-	if err != nil {
-		return nil, err
+// New returns the plugin factory over the scheduler's shared GPU state.
+func New(sources *gpustate.Sources) frameworkruntime.PluginFactory {
+	return func(_ context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		_, src, err := sources.Handle(h, Name)
+		if err != nil {
+			return nil, err
+		}
+		return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister(),
+			gpus: src}, nil
 	}
-	return &Plugin{h: h, podGroups: h.SharedInformerFactory().Scheduling().V1beta1().PodGroups().Lister(),
-		gpus: gpustate.NewDRASource(m)}, nil
 }
 
 // Name implements fwk.Plugin.

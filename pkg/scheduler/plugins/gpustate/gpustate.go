@@ -17,7 +17,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -169,19 +169,58 @@ func DRAManager(h fwk.Handle, plugin string) (fwk.SharedDRAManager, error) {
 
 // DRASource reads GPU state from the framework's SharedDRAManager: the
 // node-local ResourceSlices of driver gpu.strata.dev give each GPU's index,
-// model, compute and memory capacity; the allocated state (allocated
-// claims plus those the scheduler has in flight) gives the compute and
+// model, compute and memory capacity; allocated claims (from the claim
+// informer, kept summed per device) plus those the scheduler has reserved
+// and not yet seen back from the informer (Reserve) give the compute and
 // memory they consume. A device allocated without consumable capacity
-// counts as fully used. It keeps what it read of each ResourceSlice
-// until the slice changes.
+// counts as fully used. It keeps what it read of each ResourceSlice until
+// the slice changes. The Strata plugins of one scheduler share one
+// (Sources).
 type DRASource struct {
 	manager fwk.SharedDRAManager
 	parsed  *sliceCache
+	claims  *claimIndex
 }
 
-// NewDRASource returns the DRASource over the scheduler's DRA view.
-func NewDRASource(m fwk.SharedDRAManager) DRASource {
-	return DRASource{manager: m, parsed: &sliceCache{}}
+// NewDRASource returns the DRASource over the scheduler's DRA view;
+// claims is the ResourceClaim informer the view is built on.
+func NewDRASource(m fwk.SharedDRAManager, claims cache.SharedIndexInformer) (DRASource, error) {
+	x, err := newClaimIndex(claims)
+	if err != nil {
+		return DRASource{}, err
+	}
+	return DRASource{manager: m, parsed: &sliceCache{}, claims: x}, nil
+}
+
+// Reserve marks the unallocated claims of a pod the scheduler has just
+// reserved (StrataGPUFit's Reserve), so that later cycles count their
+// allocation while it is in flight or assumed; a claim the informer shows
+// allocated is counted from there.
+func (s DRASource) Reserve(pod *v1.Pod) {
+	for _, prc := range pod.Spec.ResourceClaims {
+		name := ClaimName(pod, prc)
+		if name == "" {
+			continue
+		}
+		if c, err := s.manager.ResourceClaims().Get(pod.Namespace, name); err == nil && c.Status.Allocation == nil {
+			s.claims.reserve(c.UID, claimRef{pod.Namespace, name})
+		}
+	}
+}
+
+// WaitApplied waits (at most a second) until the state has applied a
+// claim event the scheduler is handling (newObj, or oldObj for a delete),
+// so that a queueing hint's decision and the retry it causes see the same
+// claims: see claimIndex.waitApplied.
+func (s DRASource) WaitApplied(ctx context.Context, oldObj, newObj any) {
+	switch {
+	case s.claims == nil:
+		return // a zero DRASource has no index to wait for
+	case newObj == nil:
+		s.claims.waitApplied(ctx, oldObj, true, time.Second)
+	default:
+		s.claims.waitApplied(ctx, newObj, false, time.Second)
+	}
 }
 
 // Nodes implements Source.
@@ -190,34 +229,15 @@ func (s DRASource) Nodes(ctx context.Context, nodes []fwk.NodeInfo) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	alloc, err := gatherAllocatedState(ctx, s.manager.ResourceClaims())
-	if err != nil {
+	if err := s.claims.waitSynced(ctx); err != nil {
 		return nil, err
 	}
-	return nodesFromSlices(nodes, s.parsed.get(resourceSlices), alloc), nil
-}
-
-// errConcurrentModification is the text of the claim tracker's
-// (unexported) error for "a claim moved from in flight to the cache while
-// the state was gathered: try again".
-const errConcurrentModification = "conflicting concurrent modification"
-
-// gatherAllocatedState retries GatherAllocatedState while it reports a
-// concurrent modification, as DynamicResources' PreFilter does (up to 5 s).
-// Without the retry the pod's cycle fails with an error and the pod goes to
-// backoff, behind pods that arrived after it (seen in the server replay,
-// bench/gputrace --mode server, about 6 pods in 1,000).
-func gatherAllocatedState(ctx context.Context, claims fwk.ResourceClaimTracker) (*structured.AllocatedState, error) {
-	var alloc *structured.AllocatedState
-	err := wait.PollUntilContextTimeout(ctx, time.Microsecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		var err error
-		alloc, err = claims.GatherAllocatedState()
-		if err != nil && err.Error() == errConcurrentModification {
-			return false, nil
-		}
-		return err == nil, err
+	parsed := s.parsed.get(resourceSlices)
+	var out map[string]gpushare.Node
+	s.claims.withUsage(s.manager.ResourceClaims(), func(usage func(structured.DeviceID) deviceUsage) {
+		out = nodesFromSlices(nodes, parsed, usage)
 	})
-	return alloc, err
+	return out, nil
 }
 
 // sliceGPUs is what the state needs of one node-local ResourceSlice of
@@ -299,7 +319,7 @@ func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPU
 }
 
 // nodesFromSlices is the pure part of DRASource.Nodes.
-func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, alloc *structured.AllocatedState) map[string]gpushare.Node {
+func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, usage func(structured.DeviceID) deviceUsage) map[string]gpushare.Node {
 	out := make(map[string]gpushare.Node, len(nodes))
 	for _, ni := range nodes {
 		out[ni.Node().Name] = baseNode(ni)
@@ -327,19 +347,15 @@ func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, alloc *structured
 			case mm >= 0:
 				memMax[sl.node] = max(mm, g.mem)
 			}
-			if alloc != nil {
-				if alloc.AllocatedDevices.Has(g.id) {
-					free = 0
-					if mem > 0 {
-						mem = 0 // held whole, memory included
-					}
-				} else if used, ok := alloc.AggregatedCapacity[g.id]; ok {
-					if q, ok := used[CapacityCompute]; ok && q != nil {
-						free -= q.Value()
-					}
-					if q, ok := used[CapacityMemory]; ok && q != nil && mem >= 0 {
-						mem = max(mem-q.Value(), 0)
-					}
+			if u := usage(g.id); u.whole > 0 {
+				free = 0
+				if mem > 0 {
+					mem = 0 // held whole, memory included
+				}
+			} else {
+				free -= u.compute
+				if mem >= 0 {
+					mem = max(mem-u.mem, 0)
 				}
 			}
 			devs[sl.node] = append(devs[sl.node], dev{g.index, max(free, 0), mem})

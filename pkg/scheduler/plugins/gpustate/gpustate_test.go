@@ -10,7 +10,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -73,19 +72,16 @@ func TestNodesFromSlices(t *testing.T) {
 		{Spec: resourceapi.ResourceSliceSpec{Driver: "other.dev", NodeName: ptr.To("a"), Pool: resourceapi.ResourcePool{Name: "x"},
 			Devices: []resourceapi.Device{{Name: "nic"}}}},
 	}
-	q := func(v int64) *resource.Quantity { return resource.NewQuantity(v, resource.DecimalSI) }
 	id := func(node string, i int) structured.DeviceID {
 		return structured.MakeDeviceID(DriverName, node, fmt.Sprintf("gpu-%d", i))
 	}
-	alloc := &structured.AllocatedState{
-		AllocatedDevices: sets.New(id("b", 1)), // allocated without consumable capacity: fully used
-		AggregatedCapacity: structured.ConsumedCapacityCollection{
-			id("a", 0): {CapacityCompute: q(250), CapacityMemory: q(4 << 30)},
-			id("a", 2): {CapacityCompute: q(1000)},                             // whole GPU through a shareable device
-			id("a", 3): {CapacityCompute: q(470), CapacityMemory: q(20 << 30)}, // more than it has: none left
-		},
+	use := map[structured.DeviceID]deviceUsage{
+		id("b", 1): {whole: 1}, // allocated without consumable capacity: fully used
+		id("a", 0): {compute: 250, mem: 4 << 30},
+		id("a", 2): {compute: 1000},               // whole GPU through a shareable device
+		id("a", 3): {compute: 470, mem: 20 << 30}, // more than it has: none left
 	}
-	got := nodesFromSlices(nodes, (&sliceCache{}).get(slicesIn), alloc)
+	got := nodesFromSlices(nodes, (&sliceCache{}).get(slicesIn), func(d structured.DeviceID) deviceUsage { return use[d] })
 	want := map[string]gpushare.Node{
 		"a": {Name: "a", Model: "T4", CPUFree: 13000, MemFree: 63 << 30, GPUFree: []int64{750, 1000, 0, 530},
 			GPUMemFree: []int64{12 << 30, 16 << 30, 16 << 30, 0}, GPUMemMax: 16 << 30},
