@@ -8,11 +8,14 @@
 // every claim sharing it (13% of the server's CPU in the trace replay,
 // bench/RESULTS.md). Once a cluster fills up, most nodes have no GPU left
 // that could take the pod, and the node state Strata's scorers read anyway
-// (package gpustate) says so in a few comparisons. This filter only ever
-// rejects a node that DynamicResources would reject too: it reads the same
-// ResourceSlices and the same allocated and in-flight claims, and the
-// checks it makes (compute and GPU memory left per GPU, count of GPUs) are
-// necessary conditions of the allocation. Everything it cannot judge is
+// (package gpustate) says so in a few comparisons. This filter rejects
+// only what DynamicResources would reject too: it reads the same
+// ResourceSlices and the same allocated and in-flight claims (through its
+// own index, which can trail the claim informer by an event: the queueing
+// hint waits for the index, so a pod turned away in that window is retried
+// once the index has caught up), and the checks it makes (compute and GPU
+// memory left per GPU, count of GPUs) are necessary conditions of the
+// allocation. Everything it cannot judge is
 // left to DynamicResources: pods whose claim is already allocated, devices
 // of driver gpu.strata.dev published for more than one node, model and
 // other CEL selectors, constraints.
