@@ -6,9 +6,14 @@ import (
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	utilversion "k8s.io/component-base/version"
+	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	"k8s.io/utils/clock"
 )
 
 // apiserverArgs are kube-apiserver's flags for a Strata cluster.
@@ -70,8 +75,51 @@ func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs
 	if errs := completed.Validate(); len(errs) != 0 {
 		return fmt.Errorf("kube-apiserver options: %w", errors.NewAggregate(errs))
 	}
-	if err := apiserverapp.Run(ctx, completed); err != nil {
+	// apiserverapp.Run, with the authenticator wrapped in between.
+	klog.InfoS("kube-apiserver", "version", utilversion.Get())
+	if completed.InformerName == nil {
+		if completed.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
+			return fmt.Errorf("kube-apiserver: %w", err)
+		}
+	}
+	config, err := apiserverapp.NewConfig(completed)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver config: %w", err)
+	}
+	cacheClientCerts(config)
+	cc, err := config.Complete()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver config: %w", err)
+	}
+	chain, err := apiserverapp.CreateServerChain(cc)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if err := prepared.Run(ctx); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	return nil
+}
+
+// cacheClientCerts puts a certCache in front of the authenticator of
+// each server in kube-apiserver's chain (the aggregator's is the one
+// requests meet), where the client CA is the only certificate authority.
+func cacheClientCerts(config *apiserverapp.Config) {
+	generic := config.KubeAPIs.ControlPlane.Generic
+	clientCA := generic.SecureServing.ClientCA
+	if clientCA == nil || generic.Authentication.RequestHeaderConfig != nil || generic.Authentication.Authenticator == nil {
+		return
+	}
+	wrapped := newCertCache(generic.Authentication.Authenticator, clientCA.VerifyOptions, clock.RealClock{})
+	for _, a := range []*genericapiserver.AuthenticationInfo{
+		&generic.Authentication,
+		&config.ApiExtensions.GenericConfig.Authentication,
+		&config.Aggregator.GenericConfig.Authentication,
+	} {
+		a.Authenticator = wrapped
+	}
 }
