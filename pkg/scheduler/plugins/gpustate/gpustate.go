@@ -232,10 +232,10 @@ func (s DRASource) Nodes(ctx context.Context, nodes []fwk.NodeInfo) (map[string]
 	if err := s.claims.waitSynced(ctx); err != nil {
 		return nil, err
 	}
-	parsed := s.parsed.get(resourceSlices)
+	gpus := s.parsed.get(resourceSlices)
 	var out map[string]gpushare.Node
 	s.claims.withUsage(s.manager.ResourceClaims(), func(usage func(structured.DeviceID) deviceUsage) {
-		out = nodesFromSlices(nodes, parsed, usage)
+		out = nodesFromSlices(nodes, gpus, usage)
 	})
 	return out, nil
 }
@@ -288,19 +288,83 @@ func parseSlice(sl *resourceapi.ResourceSlice) (p sliceGPUs, ok bool) {
 	return p, true
 }
 
-// sliceCache keeps parseSlice's result per ResourceSlice object. The
-// informer replaces an object on every change and never mutates one, so
-// the pointer is the key; slices gone from the list are dropped.
-type sliceCache struct {
-	mu sync.Mutex
-	m  map[*resourceapi.ResourceSlice]sliceGPUs
+// nodeGPUs is what the driver's slices say of one node's GPUs.
+type nodeGPUs struct {
+	model  string // the first model named
+	size   int    // GPU index range: the largest index + 1
+	memMax int64  // the largest memory capacity; -1 once a GPU publishes none
+	mem    bool   // some GPU publishes memory capacity
+	gpus   []sliceGPU
 }
 
-func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPUs {
-	out := make([]sliceGPUs, 0, len(resourceSlices))
+func (g *nodeGPUs) add(gpus []sliceGPU) {
+	for _, d := range gpus {
+		if g.model == "" {
+			g.model = d.model
+		}
+		g.size = max(g.size, d.index+1)
+		switch {
+		case d.mem < 0:
+			g.memMax = -1
+		case g.memMax >= 0:
+			g.memMax = max(g.memMax, d.mem)
+		}
+		g.mem = g.mem || d.mem >= 0
+	}
+	g.gpus = append(g.gpus, gpus...)
+}
+
+// fill sets n's GPUs: each one's capacity less what usage says its
+// claims consume.
+func (g *nodeGPUs) fill(n *gpushare.Node, usage func(structured.DeviceID) deviceUsage) {
+	n.Model = g.model
+	n.GPUMemMax = max(g.memMax, 0)
+	n.GPUFree = make([]int64, g.size)
+	if g.mem {
+		// A GPU index without a device (or without memory capacity)
+		// keeps "no limit".
+		n.GPUMemFree = slices.Repeat([]int64{gpushare.NoGPUMemLimit}, g.size)
+	}
+	for _, d := range g.gpus {
+		free, mem := d.compute, d.mem
+		if u := usage(d.id); u.whole > 0 {
+			free = 0
+			if mem > 0 {
+				mem = 0 // held whole, memory included
+			}
+		} else {
+			free -= u.compute
+			if mem >= 0 {
+				mem = max(mem-u.mem, 0)
+			}
+		}
+		n.GPUFree[d.index] = max(free, 0)
+		if mem >= 0 {
+			n.GPUMemFree[d.index] = mem
+		}
+	}
+}
+
+// sliceCache keeps parseSlice's result per ResourceSlice object, and the
+// GPUs of the last list grouped by node. The informer replaces an object
+// on every change and never mutates one, so the pointer is the key; a
+// list of the same objects (in any order: the lister's is a map's) gives
+// the same grouping, and slices gone from the list are dropped.
+type sliceCache struct {
+	mu     sync.Mutex
+	m      map[*resourceapi.ResourceSlice]sliceGPUs
+	byNode map[string]*nodeGPUs
+}
+
+// get returns the driver's GPUs by node; callers must not modify them.
+func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) map[string]*nodeGPUs {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.byNode != nil && c.same(resourceSlices) {
+		return c.byNode
+	}
 	next := make(map[*resourceapi.ResourceSlice]sliceGPUs, len(resourceSlices))
+	byNode := map[string]*nodeGPUs{}
 	for _, sl := range resourceSlices {
 		p, seen := c.m[sl]
 		if !seen {
@@ -310,77 +374,44 @@ func (c *sliceCache) get(resourceSlices []*resourceapi.ResourceSlice) []sliceGPU
 			}
 		}
 		next[sl] = p
-		if p.node != "" {
-			out = append(out, p)
+		if p.node == "" || len(p.gpus) == 0 {
+			continue
+		}
+		g := byNode[p.node]
+		if g == nil {
+			g = &nodeGPUs{}
+			byNode[p.node] = g
+		}
+		g.add(p.gpus)
+	}
+	c.m, c.byNode = next, byNode
+	return byNode
+}
+
+// same tells whether resourceSlices are the objects of the last list
+// (pointers are unique within a list, so equal lengths and inclusion
+// make equal sets).
+func (c *sliceCache) same(resourceSlices []*resourceapi.ResourceSlice) bool {
+	if len(resourceSlices) != len(c.m) {
+		return false
+	}
+	for _, sl := range resourceSlices {
+		if _, ok := c.m[sl]; !ok {
+			return false
 		}
 	}
-	c.m = next
-	return out
+	return true
 }
 
 // nodesFromSlices is the pure part of DRASource.Nodes.
-func nodesFromSlices(nodes []fwk.NodeInfo, parsed []sliceGPUs, usage func(structured.DeviceID) deviceUsage) map[string]gpushare.Node {
+func nodesFromSlices(nodes []fwk.NodeInfo, gpus map[string]*nodeGPUs, usage func(structured.DeviceID) deviceUsage) map[string]gpushare.Node {
 	out := make(map[string]gpushare.Node, len(nodes))
 	for _, ni := range nodes {
-		out[ni.Node().Name] = baseNode(ni)
-	}
-	type dev struct {
-		index     int
-		free, mem int64 // mem < 0: the device publishes no memory capacity
-	}
-	devs := map[string][]dev{}
-	memMax := map[string]int64{} // -1: a GPU without memory capacity
-	for _, sl := range parsed {
-		n, ok := out[sl.node]
-		if !ok {
-			continue
+		n := baseNode(ni)
+		if g := gpus[n.Name]; g != nil {
+			g.fill(&n, usage)
 		}
-		for _, g := range sl.gpus {
-			if n.Model == "" && g.model != "" {
-				n.Model = g.model
-				out[sl.node] = n
-			}
-			free, mem := g.compute, g.mem
-			switch mm := memMax[sl.node]; {
-			case g.mem < 0:
-				memMax[sl.node] = -1
-			case mm >= 0:
-				memMax[sl.node] = max(mm, g.mem)
-			}
-			if u := usage(g.id); u.whole > 0 {
-				free = 0
-				if mem > 0 {
-					mem = 0 // held whole, memory included
-				}
-			} else {
-				free -= u.compute
-				if mem >= 0 {
-					mem = max(mem-u.mem, 0)
-				}
-			}
-			devs[sl.node] = append(devs[sl.node], dev{g.index, max(free, 0), mem})
-		}
-	}
-	for name, ds := range devs {
-		n := out[name]
-		size := 0
-		for _, d := range ds {
-			size = max(size, d.index+1)
-		}
-		n.GPUMemMax = max(memMax[name], 0)
-		n.GPUFree = make([]int64, size)
-		for _, d := range ds {
-			n.GPUFree[d.index] = d.free
-			if d.mem >= 0 {
-				if n.GPUMemFree == nil {
-					// A GPU index without a device (or without memory
-					// capacity) keeps "no limit".
-					n.GPUMemFree = slices.Repeat([]int64{gpushare.NoGPUMemLimit}, size)
-				}
-				n.GPUMemFree[d.index] = d.mem
-			}
-		}
-		out[name] = n
+		out[n.Name] = n
 	}
 	return out
 }

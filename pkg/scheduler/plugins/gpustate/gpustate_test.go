@@ -194,22 +194,31 @@ func TestStoreSource(t *testing.T) {
 func TestSliceCache(t *testing.T) {
 	c := &sliceCache{}
 	a, b := gpuSlice("a", "T4", 2), gpuSlice("b", "T4", 1)
-	if got := c.get([]*resourceapi.ResourceSlice{a, b}); len(got) != 2 || len(got[0].gpus) != 2 {
-		t.Fatalf("first read: %+v", got)
+	first := c.get([]*resourceapi.ResourceSlice{a, b})
+	if len(first) != 2 || len(first["a"].gpus) != 2 || first["a"].size != 2 || len(first["b"].gpus) != 1 {
+		t.Fatalf("first read: %+v", first)
 	}
-	// The same object again: the cached result, even though a test (not
-	// the informer) changed it in place.
+	// The same objects, in another order: the cached grouping, even though
+	// a test (not the informer) changed one in place.
 	a.Spec.Devices = a.Spec.Devices[:1]
-	if got := c.get([]*resourceapi.ResourceSlice{a, b}); len(got[0].gpus) != 2 {
-		t.Errorf("same object parsed again: %d GPUs, want the cached 2", len(got[0].gpus))
+	if got := c.get([]*resourceapi.ResourceSlice{b, a}); len(got["a"].gpus) != 2 || got["a"] != first["a"] {
+		t.Errorf("same objects parsed again: %+v, want the cached grouping", got)
 	}
 	a2 := gpuSlice("a", "T4", 4)
 	got := c.get([]*resourceapi.ResourceSlice{a2})
-	if len(got) != 1 || len(got[0].gpus) != 4 {
+	if len(got) != 1 || len(got["a"].gpus) != 4 || got["a"].size != 4 {
 		t.Errorf("replaced object: %+v, want node a with 4 GPUs", got)
 	}
 	if len(c.m) != 1 {
 		t.Errorf("cache holds %d slices, want only the listed one", len(c.m))
+	}
+	// A second slice of the same node adds to it; one slice more than the
+	// last list is not the same list.
+	extra := gpuSlice("a", "T4", 1)
+	extra.Name, extra.Spec.Pool.Name = "a-extra", "a-extra"
+	extra.Spec.Devices[0].Attributes[AttrIndex] = resourceapi.DeviceAttribute{IntValue: ptr.To(int64(5))}
+	if got := c.get([]*resourceapi.ResourceSlice{a2, extra}); len(got["a"].gpus) != 5 || got["a"].size != 6 {
+		t.Errorf("two slices of node a: %+v, want 5 GPUs over indexes 0-5", got["a"])
 	}
 	other := gpuSlice("c", "T4", 1)
 	other.Spec.Driver = "other.example.com"
