@@ -75,6 +75,9 @@ type victim struct {
 	newest   time.Time // the newest of its pods
 }
 
+// noRoom is PostFilter's answer when no node's victims make room.
+const noRoom = "no lower-priority GPU pods whose GPUs would make room"
+
 // PostFilter implements fwk.PostFilterPlugin.
 func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, filtered fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
@@ -94,19 +97,31 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}
+	prio := corev1helpers.PodPriority(pod)
+	unitOf := p.disruptionUnit
+	gangs := gangMembers(all, unitOf) // members may run on any node
+	// Only nodes with candidates can make room (selectVictims never
+	// chooses evicting nothing): the GPU state is read for those alone,
+	// none at all when no lower-priority pod holds a GPU.
 	var nodes []fwk.NodeInfo
+	cands := map[string][]victim{}
 	for _, ni := range all {
-		if mightHelp(filtered.Get(ni.Node().Name)) {
-			nodes = append(nodes, ni)
+		name := ni.Node().Name
+		if !mightHelp(filtered.Get(name)) {
+			continue
 		}
+		if c := candidates(ni, prio, unitOf, gangs, claims); len(c) > 0 {
+			nodes = append(nodes, ni)
+			cands[name] = c
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, fwk.NewStatus(fwk.Unschedulable, noRoom)
 	}
 	state, err := p.gpus.Nodes(ctx, nodes)
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}
-	prio := corev1helpers.PodPriority(pod)
-	unitOf := p.disruptionUnit
-	gangs := gangMembers(all, unitOf) // members may run on any node
 	var bestNode string
 	var best []victim
 	for _, ni := range nodes {
@@ -114,13 +129,13 @@ func (p *Plugin) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, 
 		if !ok || len(n.GPUFree) == 0 {
 			continue
 		}
-		vs, ok := selectVictims(n, task, candidates(ni, prio, unitOf, gangs, claims))
+		vs, ok := selectVictims(n, task, cands[ni.Node().Name])
 		if ok && (bestNode == "" || podCount(vs) < podCount(best)) {
 			bestNode, best = ni.Node().Name, vs
 		}
 	}
 	if bestNode == "" {
-		return nil, fwk.NewStatus(fwk.Unschedulable, "no lower-priority GPU pods whose GPUs would make room")
+		return nil, fwk.NewStatus(fwk.Unschedulable, noRoom)
 	}
 	for _, v := range best {
 		for _, vp := range v.pods {
