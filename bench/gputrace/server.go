@@ -99,6 +99,10 @@ type ServerResult struct {
 	ClientCPU time.Duration
 	// PeakRSS is the server process's peak resident set at the end, MB.
 	PeakRSS float64
+	// Machine is the whole machine's CPU time over ServerCPU's window:
+	// what other processes and the hypervisor took says how noisy a run
+	// was.
+	Machine benchutil.MachineCPU
 	// OutOfOrder counts pods the API server committed after a pod that
 	// arrives later (concurrent creators).
 	OutOfOrder int
@@ -356,6 +360,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	}
 	var first time.Time
 	var cpu0, clientCPU0 time.Duration
+	var machine0 benchutil.MachineCPU
 	var cs creation
 	createErr := make(chan error, 1)
 	go func() {
@@ -364,6 +369,7 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 			first = time.Now()
 			cpu0, _ = benchutil.ProcessCPU(cmd.Process.Pid)
 			clientCPU0, _ = benchutil.ProcessCPU(os.Getpid())
+			machine0, _ = benchutil.ReadMachineCPU()
 			mu.Unlock()
 			if so.CPUProfile != "" {
 				go fetchProfile(hbCtx, client, "profile", so.CPUProfile, 0, 10*time.Second)
@@ -408,8 +414,13 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 	if err != nil {
 		return res, fmt.Errorf("bench CPU time: %w", err)
 	}
+	machine1, err := benchutil.ReadMachineCPU()
+	if err != nil {
+		return res, fmt.Errorf("machine CPU time: %w", err)
+	}
 	mu.Lock()
 	res.ServerCPU, res.ClientCPU = cpu1-cpu0, clientCPU1-clientCPU0
+	res.Machine = machine1.Sub(machine0)
 	res.PeakRSS = benchutil.PeakRSS(cmd.Process.Pid)
 	mu.Unlock()
 
@@ -881,12 +892,13 @@ func compareServer(ctx context.Context, nodes []TraceNode, pods []TracePod, seed
 			fmt.Printf("seed %d: server: %v\n", seed, err)
 			return false
 		}
-		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod); before that, creating %d claims or templates one by one took %.2f ms of server CPU each; server peak RSS %.0f MB\n",
+		fmt.Printf("server seed %d, %d nodes, %d pods (claims per %s, %d in flight): GPU alloc %.2f%% @100%%, %.2f%% at end; %d bound, %d unschedulable, %d undecided; %.1f pods/s (bound pods / %.1f s from first create to last bind; last decision at %.1f s; pods created in %.1f s by %d clients, %.1f s of it waiting for an in-flight slot, %d committed behind a later arrival); server up in %.1f s\n  server process CPU %.1f s from the first create to the end (%.1f ms per pod); bench client %.1f s (%.1f ms per pod); before that, creating %d claims or templates one by one took %.2f ms of server CPU each; server peak RSS %.0f MB\n  machine over the same time: other processes %.1f s of CPU, steal %.1f%% of CPU time\n",
 			seed, len(nodes), s.Pods, so.Claims, so.Inflight, s.AllocAt100, s.AllocAtEnd, s.Scheduled, s.Unschedulable, s.Undecided,
 			s.PodsPerSec, s.Span.Seconds(), s.Decided.Seconds(), s.Created.Seconds(), so.Creators, s.SlotWait.Seconds(), s.OutOfOrder, s.Start.Seconds(),
 			s.ServerCPU.Seconds(), 1000*s.ServerCPU.Seconds()/float64(max(1, s.Pods)),
 			s.ClientCPU.Seconds(), 1000*s.ClientCPU.Seconds()/float64(max(1, s.Pods)),
-			s.Claims, 1000*s.ClaimsCPU.Seconds()/float64(max(1, s.Claims)), s.PeakRSS)
+			s.Claims, 1000*s.ClaimsCPU.Seconds()/float64(max(1, s.Claims)), s.PeakRSS,
+			max(0, (s.Machine.Busy-s.ServerCPU-s.ClientCPU).Seconds()), 100*s.Machine.Steal.Seconds()/max(1e-9, s.Machine.Total.Seconds()))
 		if len(s.Writes) > 0 {
 			fmt.Printf("  API writes from the first pod create: %s\n", strings.Join(s.Writes, "; "))
 		}

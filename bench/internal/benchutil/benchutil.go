@@ -184,3 +184,46 @@ func PeakRSS(pid int) float64 {
 	}
 	return 0
 }
+
+// MachineCPU is the machine's CPU time from /proc/stat: Busy (user,
+// nice, system, irq, softirq), Steal (time the hypervisor ran someone
+// else while this machine had work) and Total (all of it, idle
+// included), summed over all CPUs.
+type MachineCPU struct {
+	Busy, Steal, Total time.Duration
+}
+
+// ReadMachineCPU reads MachineCPU now.
+func ReadMachineCPU() (MachineCPU, error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, err
+	}
+	return parseMachineCPU(string(raw))
+}
+
+func parseMachineCPU(stat string) (MachineCPU, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var t [8]time.Duration // user nice system idle iowait irq softirq steal
+	for i := range t {
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		t[i] = time.Duration(v) * 10 * time.Millisecond // USER_HZ ticks
+	}
+	m := MachineCPU{Busy: t[0] + t[1] + t[2] + t[5] + t[6], Steal: t[7]}
+	for _, v := range t {
+		m.Total += v
+	}
+	return m, nil
+}
+
+// Sub is the CPU time between an earlier reading and m.
+func (m MachineCPU) Sub(earlier MachineCPU) MachineCPU {
+	return MachineCPU{Busy: m.Busy - earlier.Busy, Steal: m.Steal - earlier.Steal, Total: m.Total - earlier.Total}
+}
