@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -270,6 +271,42 @@ func TestClientCertificates(t *testing.T) {
 			c.CloseIdleConnections()
 		}
 	}
+
+	// The reuse is in place: kube-apiserver observes a certificate's
+	// expiry on each verification, so 50 requests with one certificate add
+	// far fewer than 50 observations (other clients' verifications, once a
+	// minute per certificate, add a few).
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{cases[0].cert},
+	}}}
+	defer c.CloseIdleConnections()
+	before := certVerifications(t, s)
+	for i := 0; i < 50; i++ {
+		if status, user := whoami(t, c); status != http.StatusCreated || user != cases[0].user {
+			t.Fatalf("request %d: status %d, user %q", i, status, user)
+		}
+	}
+	if n := certVerifications(t, s) - before; n >= 25 {
+		t.Errorf("50 requests with one client certificate: %d verifications, want a few", n)
+	}
+}
+
+// certVerifications is kube-apiserver's count of client certificate
+// verifications (apiserver_client_certificate_expiration_seconds_count).
+func certVerifications(t *testing.T, s *server) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(s.mustKubectl(t, "get", "--raw", "/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, "apiserver_client_certificate_expiration_seconds_count"); ok {
+			f := strings.Fields(v)
+			c, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			n += int(c)
+		}
+	}
+	return n
 }
 
 // clientCert issues a client certificate for cn (group system:masters).
