@@ -97,8 +97,8 @@ func (c *certCache) AuthenticateRequest(req *http.Request) (*authenticator.Respo
 	// checks it (peer intermediates included).
 	if opts.Intermediates == nil && len(certs) > 1 {
 		opts.Intermediates = x509.NewCertPool()
-		for _, c := range certs[1:] {
-			opts.Intermediates.AddCert(c)
+		for _, ic := range certs[1:] {
+			opts.Intermediates.AddCert(ic)
 		}
 	}
 	opts.CurrentTime = now
@@ -118,7 +118,8 @@ func (c *certCache) AuthenticateRequest(req *http.Request) (*authenticator.Respo
 	return resp, ok, err
 }
 
-// chainKey identifies the peer chain a client presented.
+// chainKey identifies the peer chain a client presented (DER
+// certificates are self-delimiting, so the concatenation is unambiguous).
 func chainKey(certs []*x509.Certificate) [sha256.Size]byte {
 	h := sha256.New()
 	for _, c := range certs {
