@@ -3,6 +3,11 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"k8s.io/client-go/transport"
 
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
@@ -38,7 +43,10 @@ func (c *Config) controllerManagerArgs() []string {
 }
 
 // RunControllerManager runs kube-controller-manager until ctx is done.
-func RunControllerManager(ctx context.Context, c *Config, extraArgs []string) error {
+// built, if not nil, is called once every controller has been built: when
+// the shared informers, which kube-controller-manager starts right after
+// building its controllers, make their first request.
+func RunControllerManager(ctx context.Context, c *Config, extraArgs []string, built func()) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return fmt.Errorf("kube-controller-manager options: %w", err)
@@ -56,8 +64,36 @@ func RunControllerManager(ctx context.Context, c *Config, extraArgs []string) er
 	if err != nil {
 		return fmt.Errorf("kube-controller-manager config: %w", err)
 	}
+	if built != nil {
+		// The informers' client is the only one kube-controller-manager
+		// builds from this config with this user agent; clients copied
+		// from it (rest.CopyConfig) keep the wrapper.
+		cfg.Kubeconfig.Wrap(onUserAgent("/"+sharedInformersAgent, built))
+	}
 	if err := kcmapp.Run(ctx, cfg.Complete()); err != nil {
 		return fmt.Errorf("kube-controller-manager: %w", err)
 	}
 	return nil
 }
+
+// sharedInformersAgent is the user agent suffix of kube-controller-manager's
+// shared informer client (CreateControllerContext).
+const sharedInformersAgent = "shared-informers"
+
+// onUserAgent wraps a transport to call fn once, at the first request
+// whose user agent ends with suffix.
+func onUserAgent(suffix string, fn func()) transport.WrapperFunc {
+	var once sync.Once
+	return func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(req.UserAgent(), suffix) {
+				once.Do(fn)
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

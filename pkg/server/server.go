@@ -218,8 +218,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// policy webhook: on a first start there is no workload yet, and on a
 	// restart the webhooks are registered already and fail closed until
 	// they serve.
+	kcmBuilt := make(chan struct{})
 	goRun("kube-controller-manager", func(ctx context.Context) error {
-		return controlplane.RunControllerManager(ctx, cp, nil)
+		return controlplane.RunControllerManager(ctx, cp, nil, sync.OnceFunc(func() {
+			klog.InfoS("kube-controller-manager built its controllers")
+			close(kcmBuilt)
+		}))
 	})
 	goRun("kube-scheduler", func(ctx context.Context) error {
 		args, err := writeSchedulerConfig(&cfg, cp.SchedulerKubeconfig())
@@ -246,6 +250,16 @@ func Run(ctx context.Context, cfg Config) error {
 			Upstreams: dns.HostUpstreams("/etc/resolv.conf"), Client: supervisor,
 		}
 		if err := clusterDNS.Start(runCtx); err != nil {
+			cancel()
+			return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
+		}
+		// Upstream's CSI volume plugin keeps its node info manager in a
+		// package variable that every Init replaces, and three of
+		// kube-controller-manager's controllers init the plugin too, with
+		// no node name. The kubelet's Init must come last, or its CSINode
+		// set-up fails and, 140 s later, exits the whole process
+		// (klog.Fatalf in csi_plugin.go).
+		if err := waitClosed(ctx, kcmBuilt, fatal, 2*time.Minute, "kube-controller-manager did not build its controllers", cfg.path("logs", "strata.log")); err != nil {
 			cancel()
 			return shutdown(say, ctrd, cfg.path("kubelet"), &wg, err)
 		}
@@ -396,6 +410,21 @@ func prepareNode(ctx context.Context, cfg *Config, n *node.Network, c *node.Cont
 		return fmt.Errorf("sign sandbox image: %w", err)
 	}
 	return nil
+}
+
+// waitClosed waits for ch to close; a part's failure, ctx's end or the
+// timeout (with what, and where to look) ends the wait first.
+func waitClosed(ctx context.Context, ch <-chan struct{}, fatal <-chan error, timeout time.Duration, what, logFile string) error {
+	select {
+	case <-ch:
+		return nil
+	case err := <-fatal:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+		return fmt.Errorf("%s within %s; see %s", what, timeout, logFile)
+	}
 }
 
 func waitAPI(ctx context.Context, kubeconfig, logFile string, fatal <-chan error) (kubernetes.Interface, error) {
