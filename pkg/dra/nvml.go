@@ -20,7 +20,7 @@ func nvmlInventory() ([]GPU, error) {
 func listNVML(lib nvml.Interface) (gpus []GPU, err error) {
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
-			return nil, fmt.Errorf("%w: libnvidia-ml.so.1 could not be loaded (no NVIDIA driver on this machine?)", ErrNVMLUnavailable)
+			return nil, fmt.Errorf("%w: libnvidia-ml.so.1 could not be loaded (no NVIDIA driver on this machine?): install the driver or put its library directory on LD_LIBRARY_PATH, or use --gpu-backend simulated --simulated-gpus 1xA100-80GB", ErrNVMLUnavailable)
 		}
 		return nil, fmt.Errorf("%w: nvmlInit: %s", ErrNVMLUnavailable, nvmlError(ret))
 	}

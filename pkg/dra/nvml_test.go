@@ -4,6 +4,9 @@ package dra
 
 import (
 	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,4 +111,49 @@ func TestNVMLWithoutLibrary(t *testing.T) {
 		t.Fatalf("error %v does not wrap ErrNVMLUnavailable", err)
 	}
 	t.Logf("as expected without a GPU: %v", err)
+}
+
+// TestNVMLThroughLibrary runs go-nvml's real binding (dlopen, symbol
+// lookup, the C calls) against testdata/fakenvml, a stand-in
+// libnvidia-ml.so.1 with an H100 and a T4, so that what listNVML makes of
+// NVML's C answers is checked without a GPU.
+func TestNVMLThroughLibrary(t *testing.T) {
+	lib := filepath.Join(t.TempDir(), "libnvidia-ml.so.1")
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-O2", "-o", lib, "testdata/fakenvml/fakenvml.c").CombinedOutput(); err != nil {
+		t.Fatalf("build the stand-in NVML library (needs gcc): %v\n%s", err, out)
+	}
+	want := []GPU{
+		{Index: 0, UUID: "GPU-fa4e0000-0000-4000-8000-000000000000", Model: "H100-80GB-HBM3", MemoryBytes: 81559 << 20,
+			MIGCapable: true, Backend: BackendNVML, Minor: 0},
+		{Index: 1, UUID: "GPU-fa4e0001-0000-4000-8000-000000000001", Model: "Tesla-T4", MemoryBytes: 15360 << 20,
+			Backend: BackendNVML, Minor: 3},
+	}
+	tests := []struct {
+		name    string
+		init    string // FAKE_NVML_INIT
+		want    []GPU
+		wantErr string
+	}{
+		{name: "two GPUs", want: want},
+		{name: "driver not loaded", init: "driver-not-loaded", wantErr: "nvmlInit: Driver Not Loaded (9)"},
+		{name: "two GPUs again after a failed init", want: want},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("FAKE_NVML_INIT", tt.init)
+			got, err := listNVML(nvml.New(nvml.WithLibraryPath(lib)))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrNVMLUnavailable) {
+					t.Fatalf("error %v, want %q wrapping ErrNVMLUnavailable", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
 }
