@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/strata-dev/strata/bench/internal/benchutil"
 )
 
 func main() {
@@ -107,8 +109,8 @@ func main() {
 	for _, n := range nodes {
 		gpus += n.GPUs
 	}
-	fmt.Printf("GPU trace replay: %s (%d nodes, %d GPUs), %s (%d pods), tune %.2f, seeds %s, mode %s, GOMAXPROCS %d\n",
-		dir, len(nodes), gpus, *podFile, len(pods), *tune, *seedsFlag, *mode, runtime.GOMAXPROCS(0))
+	fmt.Printf("GPU trace replay: %s (%d nodes, %d GPUs), %s (%d pods), tune %.2f, seeds %s, mode %s, GOMAXPROCS %d\nmachine: %s\n",
+		dir, len(nodes), gpus, *podFile, len(pods), *tune, *seedsFlag, *mode, runtime.GOMAXPROCS(0), benchutil.Machine())
 
 	ctx := context.Background()
 	if *mode == "server" {

@@ -227,3 +227,37 @@ func parseMachineCPU(stat string) (MachineCPU, error) {
 func (m MachineCPU) Sub(earlier MachineCPU) MachineCPU {
 	return MachineCPU{Busy: m.Busy - earlier.Busy, Steal: m.Steal - earlier.Steal, Total: m.Total - earlier.Total}
 }
+
+// Machine describes this machine for a benchmark's header: CPU model,
+// CPUs and memory, from /proc. Figures from machines that differ here
+// (or in how busy their hosts are) are not comparable.
+func Machine() string {
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	meminfo, _ := os.ReadFile("/proc/meminfo")
+	return describeMachine(string(cpuinfo), string(meminfo))
+}
+
+func describeMachine(cpuinfo, meminfo string) string {
+	model, cpus := "unknown CPU", 0
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "processor":
+			cpus++
+		case "model name":
+			model = strings.TrimSpace(v)
+		}
+	}
+	mem := "unknown memory"
+	for _, line := range strings.Split(meminfo, "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64); err == nil {
+				mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, %s", model, cpus, mem)
+}

@@ -61,3 +61,18 @@ func TestParseMachineCPU(t *testing.T) {
 		t.Errorf("machine CPU over a busy loop: %+v", d)
 	}
 }
+
+func TestDescribeMachine(t *testing.T) {
+	cpuinfo := "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+	tests := []struct {
+		name, cpuinfo, meminfo, want string
+	}{
+		{"two CPUs", cpuinfo, "MemTotal:       24572236 kB\nMemFree: 1 kB\n", "Intel(R) Xeon(R) Processor, 2 CPUs, 23.4 GiB"},
+		{"unreadable", "", "", "unknown CPU, 0 CPUs, unknown memory"},
+	}
+	for _, tt := range tests {
+		if got := describeMachine(tt.cpuinfo, tt.meminfo); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
