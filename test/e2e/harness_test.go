@@ -83,6 +83,7 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 type server struct {
 	dataDir string
 	args    []string
+	env     []string // added to the environment the server inherits
 	cmd     *exec.Cmd
 	out     *bytes.Buffer
 	exited  chan struct{}
@@ -119,6 +120,7 @@ func (s *server) start(extra ...string) error {
 	s.out = &bytes.Buffer{}
 	args := append([]string{"server", "--data-dir", s.dataDir}, s.args...)
 	s.cmd = exec.Command(bin("strata"), append(args, extra...)...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		return err

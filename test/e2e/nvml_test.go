@@ -1,37 +1,50 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	resourcev1 "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestNVMLBackend runs the shipped binary's NVML backend against
-// pkg/dra's stand-in libnvidia-ml.so.1 (two canned GPUs): the binary
-// loads the library with dlopen and binds NVML's symbols lazily, as it
-// does against a driver's library, so this is the whole path short of a
-// real GPU (hack/device-check.sh runs the same command on one).
-func TestNVMLBackend(t *testing.T) {
+// The stand-in NVML library's two GPUs (pkg/dra/testdata/fakenvml).
+const (
+	fakeH100UUID = "GPU-fa4e0000-0000-4000-8000-000000000000"
+	fakeT4UUID   = "GPU-fa4e0001-0000-4000-8000-000000000001"
+)
+
+// fakeNVMLDir builds pkg/dra's stand-in libnvidia-ml.so.1 into a
+// temporary directory, for LD_LIBRARY_PATH.
+func fakeNVMLDir(t *testing.T) string {
+	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Fatalf("gcc is needed to build the stand-in NVML library: %v", err)
 	}
-	libDir := t.TempDir()
+	dir := t.TempDir()
 	src, err := filepath.Abs("../../pkg/dra/testdata/fakenvml/fakenvml.c")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-O2", "-o", filepath.Join(libDir, "libnvidia-ml.so.1"), src).CombinedOutput(); err != nil {
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-O2", "-o", filepath.Join(dir, "libnvidia-ml.so.1"), src).CombinedOutput(); err != nil {
 		t.Fatalf("build the stand-in NVML library: %v\n%s", err, out)
 	}
-	run := func(env []string, args ...string) (string, error) {
-		cmd := exec.Command(bin("strata"), append([]string{"gpu", "list"}, args...)...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	withLib := []string{"LD_LIBRARY_PATH=" + libDir}
+	return dir
+}
+
+// TestNVMLBackend runs the shipped binary's NVML backend against the
+// stand-in library: the binary loads it with dlopen and binds NVML's
+// symbols lazily, as it does against a driver's library, so this is the
+// whole path short of a real GPU (hack/device-check.sh runs the same
+// command on one).
+func TestNVMLBackend(t *testing.T) {
+	withLib := []string{"LD_LIBRARY_PATH=" + fakeNVMLDir(t)}
 	tests := []struct {
 		name    string
 		env     []string
@@ -40,30 +53,111 @@ func TestNVMLBackend(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "nvml lists the library's GPUs", env: withLib, args: []string{"--gpu-backend", "nvml"}, want: []string{
-			"gpu-0   H100-80GB-HBM3  81559Mi  GPU-fa4e0000-0000-4000-8000-000000000000  true   nvml",
-			"gpu-1   Tesla-T4        15Gi     GPU-fa4e0001-0000-4000-8000-000000000001  false  nvml",
+			"gpu-0   H100-80GB-HBM3  81559Mi  " + fakeH100UUID + "  true   nvml",
+			"gpu-1   Tesla-T4        15Gi     " + fakeT4UUID + "  false  nvml",
 		}},
 		{name: "auto prefers NVML over a simulated inventory", env: withLib,
 			args: []string{"--simulated-gpus", "4xA100-80GB"}, want: []string{"H100-80GB-HBM3", "nvml"}},
 		{name: "auto without the library falls back to the simulated inventory",
 			args: []string{"--simulated-gpus", "1xA100-80GB"}, want: []string{"A100-80GB", "simulated"}},
-		{name: "nvml without the library says it is missing", args: []string{"--gpu-backend", "nvml"}, wantErr: true,
-			want: []string{"libnvidia-ml.so.1 could not be loaded"}},
+		{name: "nvml without the library says it is missing and what to do", args: []string{"--gpu-backend", "nvml"}, wantErr: true,
+			want: []string{"libnvidia-ml.so.1 could not be loaded", "--gpu-backend simulated"}},
 		{name: "nvml with the driver not loaded names NVML's error", env: append(withLib, "FAKE_NVML_INIT=driver-not-loaded"),
 			args: []string{"--gpu-backend", "nvml"}, wantErr: true, want: []string{"nvmlInit: Driver Not Loaded (9)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := append([]string{"LD_LIBRARY_PATH="}, tt.env...)
-			out, err := run(env, tt.args...)
+			cmd := exec.Command(bin("strata"), append([]string{"gpu", "list"}, tt.args...)...)
+			// The last of duplicate variables wins: no inherited path.
+			cmd.Env = append(append(os.Environ(), "LD_LIBRARY_PATH="), tt.env...)
+			out, err := cmd.CombinedOutput()
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("error %v, want error %v\n%s", err, tt.wantErr, out)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(out, w) {
+				if !strings.Contains(string(out), w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
 		})
 	}
+}
+
+// TestNVMLNode runs a server whose node finds its GPUs through NVML (the
+// stand-in library): the DRA driver publishes them with NVML's UUIDs,
+// models and memory, the scheduler allocates a share of one, and the pod
+// sees that GPU's UUID. The stand-in has no /dev/nvidia* nodes, so the
+// CDI devices carry none, as on a host whose device files are missing.
+func TestNVMLNode(t *testing.T) {
+	if shared != nil {
+		// Same ports as the shared server, which the next test restarts.
+		if err := shared.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "strata-e2e-nvml-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{dataDir: dir, args: []string{"--gpu-backend", "nvml"}, env: []string{"LD_LIBRARY_PATH=" + fakeNVMLDir(t)}}
+	if err := s.start(); err != nil {
+		t.Fatalf("start strata server with NVML: %v", err)
+	}
+	// A cleanup, not a defer: the claim template's cleanup, registered
+	// later, runs first, while the server is still up.
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Error(err)
+		}
+		if leaks := s.leftovers(); len(leaks) > 0 {
+			t.Errorf("left behind:\n%s", strings.Join(leaks, "\n"))
+		} else if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	var slice *resourcev1.ResourceSlice
+	waitFor(t, 60*time.Second, "the node's gpu.strata.dev ResourceSlice", func(ctx context.Context) (bool, error) {
+		l, err := s.client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=gpu.strata.dev"})
+		if err != nil || len(l.Items) == 0 {
+			return false, nil
+		}
+		slice = &l.Items[0]
+		return true, nil
+	})
+	want := []struct {
+		name, model, uuid, memory string
+		mig                       bool
+	}{
+		{"gpu-0", "H100-80GB-HBM3", fakeH100UUID, "81559Mi", true},
+		{"gpu-1", "Tesla-T4", fakeT4UUID, "15Gi", false},
+	}
+	if len(slice.Spec.Devices) != len(want) {
+		t.Fatalf("slice has %d devices, want %d: %+v", len(slice.Spec.Devices), len(want), slice.Spec.Devices)
+	}
+	for i, w := range want {
+		d := slice.Spec.Devices[i]
+		a := d.Attributes
+		if d.Name != w.name || *a["model"].StringValue != w.model || *a["uuid"].StringValue != w.uuid ||
+			*a["backend"].StringValue != "nvml" || *a["migCapable"].BoolValue != w.mig {
+			t.Errorf("device %d: %s %v, want %+v from NVML", i, d.Name, a, w)
+		}
+		if got := d.Capacity["memory"].Value; got.Cmp(resource.MustParse(w.memory)) != 0 {
+			t.Errorf("device %s memory %s, want %s", d.Name, got.String(), w.memory)
+		}
+	}
+
+	// The image policy and a signed hello, as on the shared server.
+	s.mustKubectl(t, "apply", "-f", "../../examples/image-policy.yaml")
+	ref := "localhost:5000/hello:v1"
+	pushUnsignedImage(t, "hello", ref, "--port", "8080", "--user", "65532")
+	strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, ref)
+	// 70Gi fits only the H100: the allocator must pick gpu-0.
+	s.gpuTemplate(t, "nvml-share", "250", "70Gi")
+	s.gpuPod(t, "nvml-share-1", "nvml-share", "", "")
+	env := s.podEnv(t, "nvml-share-1")
+	if env["NVIDIA_VISIBLE_DEVICES"] != fakeH100UUID || env["CUDA_VISIBLE_DEVICES"] != fakeH100UUID ||
+		env["STRATA_GPU_BACKEND"] != "nvml" || env["STRATA_GPU_MODEL"] != "H100-80GB-HBM3" || env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] != "25" {
+		t.Fatalf("pod sees %v, want the H100's UUID, backend nvml and a 25%% share", env)
+	}
+	s.deleteGPUPods(t)
 }
