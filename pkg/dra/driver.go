@@ -123,6 +123,11 @@ func Start(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("start DRA kubelet plugin: %w", err)
 	}
 	d.helper = helper
+	if err := startJoinWatcher(ctx, st, cfg.Client); err != nil {
+		helper.Stop()
+		cancel()
+		return nil, err
+	}
 	if err := helper.PublishResources(ctx, DriverResources(cfg.NodeName, gpus)); err != nil {
 		helper.Stop()
 		cancel()

@@ -413,14 +413,6 @@ func (s *state) recordPods(ctx context.Context, c *preparedClaim, claim *resourc
 	if s.client == nil {
 		return nil
 	}
-	byRequest := map[string]string{}
-	var all []string
-	for _, d := range c.Devices {
-		if _, ok := byRequest[topRequest(d.Request)]; !ok {
-			byRequest[topRequest(d.Request)] = d.CDIDevice
-			all = append(all, d.CDIDevice)
-		}
-	}
 	for _, ref := range claim.Status.ReservedFor {
 		if ref.Resource != "pods" || ref.APIGroup != "" {
 			continue
@@ -435,24 +427,41 @@ func (s *state) recordPods(ctx context.Context, c *preparedClaim, claim *resourc
 		if pod.UID != ref.UID || (pod.Spec.NodeName != "" && pod.Spec.NodeName != s.node) {
 			continue
 		}
-		containers := ContainerDevices(pod, claim.Name, byRequest, all)
-		p, err := cdiwrap.ReadPod(s.podDir, string(pod.UID))
-		if err != nil {
+		if err := s.recordPod(c, pod); err != nil {
 			return err
 		}
-		if p == nil {
-			p = &cdiwrap.PodDevices{PodUID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name}
+	}
+	return nil
+}
+
+// recordPod writes which of pod's containers get which of c's CDI
+// devices into the pod's PodDevices file, and notes the pod in c.
+func (s *state) recordPod(c *preparedClaim, pod *corev1.Pod) error {
+	byRequest := map[string]string{}
+	var all []string
+	for _, d := range c.Devices {
+		if _, ok := byRequest[topRequest(d.Request)]; !ok {
+			byRequest[topRequest(d.Request)] = d.CDIDevice
+			all = append(all, d.CDIDevice)
 		}
-		if p.Claims == nil {
-			p.Claims = map[string]map[string][]string{}
-		}
-		p.Claims[string(c.UID)] = containers
-		if err := cdiwrap.WritePod(s.podDir, p); err != nil {
-			return fmt.Errorf("record GPU devices of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		if !slices.Contains(c.Pods, string(pod.UID)) {
-			c.Pods = append(c.Pods, string(pod.UID))
-		}
+	}
+	containers := ContainerDevices(pod, c.Name, byRequest, all)
+	p, err := cdiwrap.ReadPod(s.podDir, string(pod.UID))
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		p = &cdiwrap.PodDevices{PodUID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name}
+	}
+	if p.Claims == nil {
+		p.Claims = map[string]map[string][]string{}
+	}
+	p.Claims[string(c.UID)] = containers
+	if err := cdiwrap.WritePod(s.podDir, p); err != nil {
+		return fmt.Errorf("record GPU devices of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if !slices.Contains(c.Pods, string(pod.UID)) {
+		c.Pods = append(c.Pods, string(pod.UID))
 	}
 	return nil
 }

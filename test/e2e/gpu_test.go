@@ -181,6 +181,34 @@ func TestGPUs(t *testing.T) {
 		}
 	})
 
+	// The kubelet prepares a claim once: a pod that joins a claim already
+	// prepared on the node never reaches the driver's prepare, yet its
+	// containers must get the same GPU.
+	t.Run("a pod joining a ResourceClaim already in use sees its GPU too", func(t *testing.T) {
+		claim := &resourcev1.ResourceClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "shared-250", Namespace: "default"},
+			Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+				Name: "gpu", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: "gpu.strata.dev",
+					Capacity: &resourcev1.CapacityRequirements{Requests: map[resourcev1.QualifiedName]resource.Quantity{"compute": resource.MustParse("250")}}}}}}},
+		}
+		if _, err := s.client.ResourceV1().ResourceClaims("default").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer s.deleteGPUPods(t)
+		// Deleted first: it goes once its pods are gone.
+		defer s.client.ResourceV1().ResourceClaims("default").Delete(ctx, claim.Name, metav1.DeleteOptions{})
+		s.createGPUPod(t, "joiner-1", corev1.PodResourceClaim{Name: "gpu", ResourceClaimName: ptr.To(claim.Name)}, "", "")
+		first := s.podEnv(t, "joiner-1")
+		s.createGPUPod(t, "joiner-2", corev1.PodResourceClaim{Name: "gpu", ResourceClaimName: ptr.To(claim.Name)}, "", "")
+		second := s.podEnv(t, "joiner-2")
+		if first["NVIDIA_VISIBLE_DEVICES"] == "" || first["STRATA_GPU_COMPUTE_MILLI"] != "250" {
+			t.Fatalf("first pod sees %v", first)
+		}
+		if second["NVIDIA_VISIBLE_DEVICES"] != first["NVIDIA_VISIBLE_DEVICES"] || second["STRATA_GPU_COMPUTE_MILLI"] != "250" {
+			t.Fatalf("second pod on the same claim sees %v, want what the first sees: %v", second, first)
+		}
+	})
+
 	t.Run("claims are created with delete protection, and an unused one still deletes", func(t *testing.T) {
 		claim := &resourcev1.ResourceClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: "never-used", Namespace: "default"},
@@ -304,9 +332,15 @@ func (s *server) podGroup(t *testing.T, name string, minCount int32, edit func(*
 // and with a priority class.
 func (s *server) gpuPod(t *testing.T, name, template, podGroup, priorityClass string) {
 	t.Helper()
+	s.createGPUPod(t, name, corev1.PodResourceClaim{Name: "gpu", ResourceClaimTemplateName: ptr.To(template)}, podGroup, priorityClass)
+}
+
+// createGPUPod runs hello with the claim (named "gpu") given.
+func (s *server) createGPUPod(t *testing.T, name string, claim corev1.PodResourceClaim, podGroup, priorityClass string) {
+	t.Helper()
 	spec := restricted(corev1.PodSpec{
 		PriorityClassName: priorityClass,
-		ResourceClaims:    []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimTemplateName: ptr.To(template)}},
+		ResourceClaims:    []corev1.PodResourceClaim{claim},
 		Containers: []corev1.Container{{
 			Name: "main", Image: "localhost:5000/hello:v1",
 			Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}},
