@@ -2,7 +2,8 @@
 # The NVML check for a machine with an NVIDIA GPU (the device machine a
 # session may be lent; it has the driver but no Go): lists the GPUs as
 # Strata's NVML backend sees them next to nvidia-smi's view and checks
-# that every GPU nvidia-smi reports is there with its UUID and memory.
+# that every GPU nvidia-smi reports is there with its UUID and memory,
+# and no other.
 # It only reads: no MIG change, no reset, no MPS daemon.
 #
 #   make build && run: bash hack/device-check.sh   (carry bin/strata)
@@ -24,7 +25,7 @@ echo "device-check: strata gpu list --gpu-backend nvml"
 
 fail=0
 while IFS=, read -r index name uuid mem mig; do
-  uuid=$(echo "$uuid" | xargs) index=$(echo "$index" | xargs) mem=$(echo "$mem" | xargs)
+  uuid=$(echo "$uuid" | xargs) index=$(echo "$index" | xargs) mem=$(echo "$mem" | xargs) name=$(echo "$name" | xargs)
   # nvidia-smi gives MiB; strata prints the quantity (e.g. 81559Mi or 80Gi).
   line=$(grep -E "^gpu-$index[[:space:]]" "$out/strata-gpu-list.txt" || true)
   want_mem="${mem}Mi"
@@ -34,5 +35,11 @@ while IFS=, read -r index name uuid mem mig; do
     fail=1
   fi
 done < "$out/nvidia-smi.csv"
+smi_count=$(grep -c . "$out/nvidia-smi.csv")
+strata_count=$(grep -c '^gpu-' "$out/strata-gpu-list.txt")
+if [ "$smi_count" != "$strata_count" ]; then
+  echo "device-check: nvidia-smi reports $smi_count GPUs, strata lists $strata_count"
+  fail=1
+fi
 [ "$fail" = 0 ] && echo "device-check: every GPU nvidia-smi reports is listed with its UUID and memory"
 exit "$fail"

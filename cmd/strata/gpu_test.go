@@ -18,7 +18,7 @@ func TestGPUList(t *testing.T) {
 		{name: "yaml is the published devices", args: []string{"--simulated-gpus", "1xT4-16GB", "-o", "yaml"},
 			want: []string{"driver: gpu.strata.dev", "  name: gpu-0", "model:\n      string: T4-16GB", "memory:", "value: 16Gi", "allowMultipleAllocations: true"}},
 		{name: "unknown output", args: []string{"--simulated-gpus", "1xT4-16GB", "-o", "json"}, wantErr: `unknown --output "json": use table or yaml`},
-		{name: "bad inventory", args: []string{"--gpu-backend", "simulated", "--simulated-gpus", "x"}, wantErr: "x"},
+		{name: "bad inventory", args: []string{"--gpu-backend", "simulated", "--simulated-gpus", "x"}, wantErr: `bad simulated GPU entry "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -119,7 +119,7 @@ func (w *joinWatcher) sync(ctx context.Context, key types.NamespacedName) error 
 			return fmt.Errorf("get claim %s/%s: %w", pod.Namespace, c.name, err)
 		}
 		if claim.UID != c.uid || !slices.ContainsFunc(claim.Status.ReservedFor, func(r resourcev1.ResourceClaimConsumerReference) bool {
-			return r.Resource == "pods" && r.APIGroup == "" && r.UID == pod.UID
+			return isPodRef(r) && r.UID == pod.UID
 		}) {
 			continue
 		}

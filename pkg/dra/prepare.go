@@ -414,7 +414,7 @@ func (s *state) recordPods(ctx context.Context, c *preparedClaim, claim *resourc
 		return nil
 	}
 	for _, ref := range claim.Status.ReservedFor {
-		if ref.Resource != "pods" || ref.APIGroup != "" {
+		if !isPodRef(ref) {
 			continue
 		}
 		pod, err := s.client.CoreV1().Pods(claim.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
@@ -432,6 +432,11 @@ func (s *state) recordPods(ctx context.Context, c *preparedClaim, claim *resourc
 		}
 	}
 	return nil
+}
+
+// isPodRef tells whether a reservedFor entry is a pod.
+func isPodRef(ref resourcev1.ResourceClaimConsumerReference) bool {
+	return ref.Resource == "pods" && ref.APIGroup == ""
 }
 
 // recordPod writes which of pod's containers get which of c's CDI

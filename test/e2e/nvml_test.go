@@ -161,3 +161,48 @@ func TestNVMLNode(t *testing.T) {
 	}
 	s.deleteGPUPods(t)
 }
+
+// TestDeviceCheckScript runs hack/device-check.sh, the check prepared for a
+// machine with a GPU, against the stand-in library and a stand-in
+// nvidia-smi: it must pass when nvidia-smi reports what NVML lists and
+// fail, naming the GPU, when it does not.
+func TestDeviceCheckScript(t *testing.T) {
+	libDir := fakeNVMLDir(t)
+	script, err := filepath.Abs("../../hack/device-check.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, smi string // what nvidia-smi prints (CSV, no header, no units)
+		wantErr   bool
+		want      string
+	}{
+		{name: "agrees", smi: "0, NVIDIA H100 80GB HBM3, " + fakeH100UUID + ", 81559, Disabled\n1, Tesla T4, " + fakeT4UUID + ", 15360, [N/A]\n",
+			want: "every GPU nvidia-smi reports is listed with its UUID and memory"},
+		{name: "another UUID", smi: "0, NVIDIA H100 80GB HBM3, GPU-other, 81559, Disabled\n", wantErr: true,
+			want: "GPU 0 (NVIDIA H100 80GB HBM3, GPU-other, 81559Mi) not listed as nvidia-smi reports it"},
+		{name: "fewer GPUs than NVML lists", smi: "0, NVIDIA H100 80GB HBM3, " + fakeH100UUID + ", 81559, Disabled\n", wantErr: true,
+			want: "nvidia-smi reports 1 GPUs, strata lists 2"},
+		{name: "other memory", smi: "1, Tesla T4, " + fakeT4UUID + ", 16384, [N/A]\n", wantErr: true,
+			want: "GPU 1 (Tesla T4, " + fakeT4UUID + ", 16Gi) not listed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			smiDir := t.TempDir()
+			smi := "#!/bin/sh\nprintf '" + tt.smi + "'\n"
+			if err := os.WriteFile(filepath.Join(smiDir, "nvidia-smi"), []byte(smi), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", script)
+			cmd.Env = append(os.Environ(), "PATH="+smiDir+":"+os.Getenv("PATH"), "LD_LIBRARY_PATH="+libDir,
+				"STRATA="+bin("strata"), "OUT="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error %v, want error %v\n%s", err, tt.wantErr, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
