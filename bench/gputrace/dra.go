@@ -31,7 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/pkg/dra"
-	"github.com/strata-dev/strata/pkg/gpushare"
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
@@ -82,7 +82,7 @@ func ReplayDRA(ctx context.Context, rc ReplayConfig) (Result, error) {
 	versionObjects(client)
 	var v1nodes []*v1.Node
 	for _, n := range rc.Nodes {
-		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
+		gpuCap += int64(n.GPUs) * gpu.MilliPerGPU
 		v1nodes = append(v1nodes, makeNode(n))
 		if n.GPUs == 0 {
 			continue

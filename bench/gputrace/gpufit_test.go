@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -31,9 +32,9 @@ func TestGPUFitChangesNoPlacement(t *testing.T) {
 		task := gpushare.Task{CPU: 2000, Mem: 4096, NumGPU: 1, GPUMilli: int64(300 + 100*(i%7))}
 		switch {
 		case i%9 == 0:
-			task.NumGPU, task.GPUMilli = 2, gpushare.MilliPerGPU
+			task.NumGPU, task.GPUMilli = 2, gpu.MilliPerGPU
 		case i%4 == 0:
-			task.GPUMilli = gpushare.MilliPerGPU
+			task.GPUMilli = gpu.MilliPerGPU
 		case i%11 == 0:
 			task = gpushare.Task{CPU: 8000, Mem: 8192}
 		case i%3 == 0:

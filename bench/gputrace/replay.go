@@ -29,11 +29,12 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/kubernetes/pkg/scheduler/metrics"
 
+	"github.com/strata-dev/strata/bench/gputrace/gpusim"
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
-	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpusim"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
@@ -48,8 +49,9 @@ type Policy struct {
 	// "none" leaves ties to host selection (see ReplayConfig.TieBreak).
 	TieBreak string
 	// Window: StrataGPUFrag learns the distribution from a sliding window
-	// of the pods it scores, with the product's arguments (windowSize 1000,
-	// priorWeight 100), instead of the trace's fixed distribution.
+	// of the pods it scores, with the product's arguments
+	// (gpufrag.DefaultArgs, which Strata's profile states), instead of the
+	// trace's fixed distribution.
 	Window    bool
 	Published float64 // the paper's figure at 130%, 0 if none
 }
@@ -96,7 +98,7 @@ var productScore = func() []config.Plugin {
 func fragOptions(rc ReplayConfig, src gpustate.Source, claims gpustate.ClaimGetter, frag *gpushare.Fragmenter) gpufrag.Options {
 	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, TieBreak: rc.Policy.TieBreak}
 	if rc.Policy.Window {
-		o.Fragmenter, o.Window = nil, gpushare.NewWindow(1000, gpushare.DefaultPrior(), 100)
+		o.Fragmenter, o.Window = nil, gpufrag.DefaultArgs().Window()
 	}
 	return o
 }
@@ -294,7 +296,7 @@ func makePod(i int, p TracePod) (*v1.Pod, *resourceapi.ResourceClaim) {
 	}
 	claimName := name + "-gpu"
 	req := resourceapi.DeviceRequest{Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{
-		DeviceClassName: gpustate.DriverName,
+		DeviceClassName: gpu.DriverName,
 		AllocationMode:  resourceapi.DeviceAllocationModeExactCount,
 		Count:           int64(p.Task.NumGPU),
 	}}
@@ -302,22 +304,22 @@ func makePod(i int, p TracePod) (*v1.Pod, *resourceapi.ResourceClaim) {
 		// GPUMem is in bytes (the trace has none; tests set it).
 		capacity := map[resourceapi.QualifiedName]resource.Quantity{}
 		if p.Task.IsShare() {
-			capacity[gpustate.CapacityCompute] = *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI)
+			capacity[gpu.CapacityCompute] = *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI)
 		}
 		if p.Task.GPUMem > 0 {
-			capacity[gpustate.CapacityMemory] = *resource.NewQuantity(p.Task.GPUMem, resource.BinarySI)
+			capacity[gpu.CapacityMemory] = *resource.NewQuantity(p.Task.GPUMem, resource.BinarySI)
 		}
 		req.Exactly.Capacity = &resourceapi.CapacityRequirements{Requests: capacity}
 	}
 	if p.Task.Models != "" {
-		req.Exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpustate.ModelSelector(splitModels(p.Task.Models))}}}
+		req.Exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpu.ModelSelector(splitModels(p.Task.Models))}}}
 	}
 	claim := &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: claimName, Namespace: namespace, UID: types.UID(claimName)},
 		Spec:       resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{req}}},
 	}
 	if p.Task.NumGPU > 1 {
-		uuid := resourceapi.FullyQualifiedName(gpustate.DriverName + "/" + gpustate.AttrUUID)
+		uuid := gpu.Qualified(gpu.AttrUUID)
 		claim.Spec.Devices.Constraints = []resourceapi.DeviceConstraint{{Requests: []string{"gpu"}, DistinctAttribute: &uuid}}
 	}
 	pod.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: &claimName}}
@@ -394,7 +396,7 @@ func Replay(ctx context.Context, rc ReplayConfig) (Result, error) {
 	store := gpustate.NewStore()
 	var v1nodes []*v1.Node
 	for _, n := range rc.Nodes {
-		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
+		gpuCap += int64(n.GPUs) * gpu.MilliPerGPU
 		store.AddNode(n.Name, n.Model, n.GPUs)
 		v1nodes = append(v1nodes, makeNode(n))
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -38,7 +39,7 @@ func testTrace() ([]TracePod, []TraceNode) {
 // same seed gives the same sequence and node order.
 func TestWorkloadFollowsReference(t *testing.T) {
 	pods, nodes := testTrace()
-	const gpuCap = 14 * gpushare.MilliPerGPU
+	const gpuCap = 14 * gpu.MilliPerGPU
 	work, rank := Workload(pods, nodes, gpuCap, 1.3, 42)
 	work2, rank2 := Workload(pods, nodes, gpuCap, 1.3, 42)
 	if !slices.Equal(work, work2) || fmt.Sprint(rank) != fmt.Sprint(rank2) {

@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/bench/internal/benchutil"
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -199,7 +200,7 @@ type podState struct {
 func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res ServerResult, err error) {
 	var gpuCap int64
 	for _, n := range rc.Nodes {
-		gpuCap += int64(n.GPUs) * gpushare.MilliPerGPU
+		gpuCap += int64(n.GPUs) * gpu.MilliPerGPU
 	}
 	work, _ := rc.arrivals(gpuCap)
 
@@ -244,10 +245,10 @@ func ReplayServer(ctx context.Context, rc ReplayConfig, so ServerOptions) (res S
 		return res, err
 	}
 	if err := wait.PollUntilContextCancel(wctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		_, err := client.ResourceV1().DeviceClasses().Get(ctx, gpuClass, metav1.GetOptions{})
+		_, err := client.ResourceV1().DeviceClasses().Get(ctx, gpu.DriverName, metav1.GetOptions{})
 		return err == nil, nil
 	}); err != nil {
-		return res, fmt.Errorf("API server or DeviceClass %s not ready: %w", gpuClass, err)
+		return res, fmt.Errorf("API server or DeviceClass %s not ready: %w", gpu.DriverName, err)
 	}
 	res.Start = time.Since(t0)
 
@@ -700,8 +701,6 @@ func label(labels, name string) string {
 	}
 	return ""
 }
-
-const gpuClass = "gpu.strata.dev"
 
 func unschedulable(pod *v1.Pod) bool {
 	for _, c := range pod.Status.Conditions {

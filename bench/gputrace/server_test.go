@@ -10,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/strata-dev/strata/pkg/dra"
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
-	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 )
 
 func TestServerNode(t *testing.T) {
@@ -47,9 +47,9 @@ func TestTraceSliceIsDriverResources(t *testing.T) {
 		t.Fatalf("%d devices, want 2", len(s.Spec.Devices))
 	}
 	for i, d := range s.Spec.Devices {
-		compute := d.Capacity[dra.CapacityCompute].Value
-		want := dra.Device(dra.GPU{Index: i, UUID: *d.Attributes["uuid"].StringValue, Model: n.Model, MemoryBytes: 16 << 30, Backend: "simulated", Minor: -1})
-		if d.Name != want.Name || *d.Attributes["model"].StringValue != "V100M16" || compute.Value() != dra.ComputeMilliPerGPU || !*d.AllowMultipleAllocations {
+		compute := d.Capacity[gpu.CapacityCompute].Value
+		want := dra.Device(dra.GPU{Index: i, UUID: *d.Attributes[gpu.AttrUUID].StringValue, Model: n.Model, MemoryBytes: 16 << 30, Backend: "simulated", Minor: -1})
+		if d.Name != want.Name || *d.Attributes[gpu.AttrModel].StringValue != "V100M16" || compute.Value() != gpu.MilliPerGPU || !*d.AllowMultipleAllocations {
 			t.Errorf("device %d: %+v", i, d)
 		}
 	}
@@ -68,9 +68,9 @@ func TestServerPod(t *testing.T) {
 		t.Errorf("pod does not use its claim: %+v", pod.Spec.ResourceClaims)
 	}
 	req := claim.Spec.Devices.Requests[0].Exactly
-	milli := req.Capacity.Requests[dra.CapacityCompute]
+	milli := req.Capacity.Requests[gpu.CapacityCompute]
 	if req.DeviceClassName != dra.DriverName || req.Count != 1 || milli.Value() != 250 ||
-		req.Selectors[0].CEL.Expression != gpustate.ModelSelector([]string{"V100M16", "V100M32"}) {
+		req.Selectors[0].CEL.Expression != gpu.ModelSelector([]string{"V100M16", "V100M32"}) {
 		t.Errorf("request %+v", req)
 	}
 	if pod.Spec.SecurityContext == nil || !*pod.Spec.SecurityContext.RunAsNonRoot || pod.Spec.Containers[0].SecurityContext.Capabilities.Drop[0] != "ALL" {

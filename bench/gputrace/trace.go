@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -145,7 +146,7 @@ func ParsePods(r io.Reader, file string) ([]TracePod, error) {
 		if err != nil {
 			return err
 		}
-		m, err := intField(f, "gpu_milli", 0, gpushare.MilliPerGPU)
+		m, err := intField(f, "gpu_milli", 0, gpu.MilliPerGPU)
 		if err != nil {
 			return err
 		}
@@ -161,7 +162,7 @@ func ParsePods(r io.Reader, file string) ([]TracePod, error) {
 			}
 			p.Task.GPUMilli = m
 		default:
-			p.Task.GPUMilli = gpushare.MilliPerGPU
+			p.Task.GPUMilli = gpu.MilliPerGPU
 		}
 		p.Task.Models = f["gpu_spec"]
 		out = append(out, p)

@@ -12,12 +12,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
-// DriverName is the DRA driver name, the DeviceClass name and the CDI vendor.
-const DriverName = "gpu.strata.dev"
+// DriverName is the DRA driver name, the DeviceClass name and the CDI
+// vendor: the contract's (pkg/gpu), named here too for the driver's users.
+const DriverName = gpu.DriverName
 
-// Backend names, also published as the "backend" device attribute.
+// Backend names, also published as the backend device attribute.
 const (
 	BackendAuto      = "auto"
 	BackendNVML      = "nvml"
@@ -44,7 +47,7 @@ type GPU struct {
 }
 
 // DeviceName is the name of the GPU's device in the ResourceSlice.
-func (g GPU) DeviceName() string { return fmt.Sprintf("gpu-%d", g.Index) }
+func (g GPU) DeviceName() string { return gpu.DeviceName(g.Index) }
 
 // Options selects and configures the inventory backend.
 type Options struct {

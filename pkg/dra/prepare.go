@@ -27,6 +27,7 @@ import (
 
 	"github.com/strata-dev/strata/pkg/dra/cdiwrap"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
 // CDI vendor and class of the devices the driver prepares:
@@ -272,23 +273,17 @@ func (s *state) newPreparedClaim(claim *resourcev1.ResourceClaim) (*preparedClai
 			return nil, fmt.Errorf("claim %s/%s: this node has no GPU %q", claim.Namespace, claim.Name, r.Device)
 		}
 		d := preparedDevice{
-			Request:      r.Request,
-			Pool:         r.Pool,
-			Device:       r.Device,
-			CDIDevice:    cdiparser.QualifiedName(cdiVendor, cdiClass, string(claim.UID)+"-"+topRequest(r.Request)),
-			ComputeMilli: ComputeMilliPerGPU,
+			Request:   r.Request,
+			Pool:      r.Pool,
+			Device:    r.Device,
+			CDIDevice: cdiparser.QualifiedName(cdiVendor, cdiClass, string(claim.UID)+"-"+topRequest(r.Request)),
 		}
 		if r.ShareID != nil {
 			d.ShareID = string(*r.ShareID)
 		}
 		// Without consumed capacity (feature off, or an AdminAccess
 		// request) the allocation is exclusive: the whole GPU.
-		if q, ok := r.ConsumedCapacity[CapacityCompute]; ok {
-			d.ComputeMilli = q.Value()
-		}
-		if q, ok := r.ConsumedCapacity[CapacityMemory]; ok {
-			d.MemoryBytes = q.Value()
-		}
+		d.ComputeMilli, d.MemoryBytes = gpu.Consumed(&r)
 		c.Devices = append(c.Devices, d)
 	}
 	if len(c.Devices) == 0 {
@@ -324,9 +319,9 @@ func (s *state) checkCapacity(c *preparedClaim) error {
 	}
 	for _, d := range c.Devices {
 		g, u := s.gpus[d.Device], used[d.Device]
-		if u.compute > ComputeMilliPerGPU || u.memory > g.MemoryBytes {
+		if u.compute > gpu.MilliPerGPU || u.memory > g.MemoryBytes {
 			return fmt.Errorf("claim %s/%s: GPU %s would be over-committed (compute %d/%d milli-GPU, memory %d/%d bytes with the claims already prepared)",
-				c.Namespace, c.Name, d.Device, u.compute, ComputeMilliPerGPU, u.memory, g.MemoryBytes)
+				c.Namespace, c.Name, d.Device, u.compute, gpu.MilliPerGPU, u.memory, g.MemoryBytes)
 		}
 	}
 	return nil
@@ -349,7 +344,7 @@ func (s *state) cdiSpec(c *preparedClaim) *cdispec.Spec {
 		devs := byRequest[r]
 		var uuids, names, mpsMem []string
 		var nodes []*cdispec.DeviceNode
-		compute, memory := int64(ComputeMilliPerGPU), int64(-1)
+		compute, memory := int64(gpu.MilliPerGPU), int64(-1)
 		for i, d := range devs {
 			g := s.gpus[d.Device]
 			uuids = append(uuids, g.UUID)
@@ -377,7 +372,7 @@ func (s *state) cdiSpec(c *preparedClaim) *cdispec.Spec {
 			EnvClaim + "=" + c.Namespace + "/" + c.Name,
 			EnvComputeMilli + "=" + strconv.FormatInt(compute, 10),
 		}
-		if compute < ComputeMilliPerGPU {
+		if compute < gpu.MilliPerGPU {
 			env = append(env, EnvMPSThreadPercentage+"="+strconv.FormatInt(max(1, (compute+9)/10), 10))
 		}
 		if memory > 0 {

@@ -20,6 +20,7 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/strata-dev/strata/pkg/dra/cdiwrap"
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
 type testDirs struct{ cdi, state, pods string }
@@ -73,8 +74,8 @@ func allocatedClaim(name string, pod *corev1.Pod, shares ...share) *resourcev1.R
 		}
 		if s.compute > 0 {
 			r.ConsumedCapacity = map[resourcev1.QualifiedName]resource.Quantity{
-				CapacityCompute: *resource.NewQuantity(s.compute, resource.DecimalSI),
-				CapacityMemory:  *resource.NewQuantity(s.memory, resource.BinarySI),
+				gpu.CapacityCompute: *resource.NewQuantity(s.compute, resource.DecimalSI),
+				gpu.CapacityMemory:  *resource.NewQuantity(s.memory, resource.BinarySI),
 			}
 		}
 		claim.Status.Allocation.Devices.Results = append(claim.Status.Allocation.Devices.Results, r)

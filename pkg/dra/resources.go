@@ -7,48 +7,38 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
-// Capacity names of every GPU device (qualified by the driver name in CEL:
-// device.capacity["gpu.strata.dev"].compute).
-const (
-	// CapacityCompute is the GPU's compute in milli-GPU: 1000 per GPU. A
-	// request without it takes 1000, the whole GPU; a share asks for 1..1000.
-	CapacityCompute resourcev1.QualifiedName = "compute"
-	// CapacityMemory is the GPU's memory in bytes. A request without it
-	// reserves none; a share may reserve some.
-	CapacityMemory resourcev1.QualifiedName = "memory"
-)
-
-// ComputeMilliPerGPU is the compute capacity of one GPU.
-const ComputeMilliPerGPU = 1000
-
-// Device is the ResourceSlice device of one GPU. The GPU allows multiple
-// allocations (DRAConsumableCapacity): the scheduler's allocator sums the
-// capacity that the claims sharing it consume and never goes past the
-// GPU's capacity.
+// Device is the ResourceSlice device of one GPU, with the names of the
+// contract in pkg/gpu. The GPU allows multiple allocations
+// (DRAConsumableCapacity): the scheduler's allocator sums the capacity that
+// the claims sharing it consume and never goes past the GPU's capacity. A
+// request without capacity requests gets the policies' defaults: the whole
+// GPU's compute and no memory; a share asks 1..1000 milli-GPU.
 func Device(g GPU) resourcev1.Device {
 	return resourcev1.Device{
 		Name: g.DeviceName(),
 		Attributes: map[resourcev1.QualifiedName]resourcev1.DeviceAttribute{
-			"model":      {StringValue: ptr.To(g.Model)},
-			"uuid":       {StringValue: ptr.To(g.UUID)},
-			"index":      {IntValue: ptr.To(int64(g.Index))},
-			"migCapable": {BoolValue: ptr.To(g.MIGCapable)},
-			"backend":    {StringValue: ptr.To(g.Backend)},
+			gpu.AttrModel:      {StringValue: ptr.To(g.Model)},
+			gpu.AttrUUID:       {StringValue: ptr.To(g.UUID)},
+			gpu.AttrIndex:      {IntValue: ptr.To(int64(g.Index))},
+			gpu.AttrMIGCapable: {BoolValue: ptr.To(g.MIGCapable)},
+			gpu.AttrBackend:    {StringValue: ptr.To(g.Backend)},
 		},
 		Capacity: map[resourcev1.QualifiedName]resourcev1.DeviceCapacity{
-			CapacityCompute: {
-				Value: *resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+			gpu.CapacityCompute: {
+				Value: *resource.NewQuantity(gpu.MilliPerGPU, resource.DecimalSI),
 				RequestPolicy: &resourcev1.CapacityRequestPolicy{
-					Default: resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+					Default: resource.NewQuantity(gpu.MilliPerGPU, resource.DecimalSI),
 					ValidRange: &resourcev1.CapacityRequestPolicyRange{
 						Min: resource.NewQuantity(1, resource.DecimalSI),
-						Max: resource.NewQuantity(ComputeMilliPerGPU, resource.DecimalSI),
+						Max: resource.NewQuantity(gpu.MilliPerGPU, resource.DecimalSI),
 					},
 				},
 			},
-			CapacityMemory: {
+			gpu.CapacityMemory: {
 				Value: *resource.NewQuantity(g.MemoryBytes, resource.BinarySI),
 				RequestPolicy: &resourcev1.CapacityRequestPolicy{
 					Default: resource.NewQuantity(0, resource.BinarySI),

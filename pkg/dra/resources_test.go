@@ -14,6 +14,8 @@ import (
 	"k8s.io/dynamic-resource-allocation/cel"
 	"k8s.io/dynamic-resource-allocation/structured"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
 func TestDeviceContent(t *testing.T) {
@@ -43,12 +45,12 @@ func TestDeviceContent(t *testing.T) {
 	if d.AllowMultipleAllocations == nil || !*d.AllowMultipleAllocations {
 		t.Error("allowMultipleAllocations not set")
 	}
-	compute := d.Capacity[CapacityCompute]
+	compute := d.Capacity[gpu.CapacityCompute]
 	if compute.Value.Value() != 1000 || compute.RequestPolicy.Default.Value() != 1000 ||
 		compute.RequestPolicy.ValidRange.Min.Value() != 1 || compute.RequestPolicy.ValidRange.Max.Value() != 1000 {
 		t.Errorf("compute capacity %+v", compute)
 	}
-	mem := d.Capacity[CapacityMemory]
+	mem := d.Capacity[gpu.CapacityMemory]
 	if mem.Value.Value() != 80<<30 || mem.RequestPolicy.Default.Value() != 0 || mem.RequestPolicy.ValidRange.Max.Value() != 80<<30 {
 		t.Errorf("memory capacity %+v", mem)
 	}
@@ -173,7 +175,7 @@ func gpuClaim(name string, count int64, capacity map[resourcev1.QualifiedName]st
 func devicesOf(a *resourcev1.AllocationResult) []string {
 	var out []string
 	for _, r := range a.Devices.Results {
-		q := r.ConsumedCapacity[CapacityCompute]
+		q := r.ConsumedCapacity[gpu.CapacityCompute]
 		out = append(out, fmt.Sprintf("%s:%d", r.Device, q.Value()))
 	}
 	return out
@@ -232,7 +234,7 @@ func TestAllocatorWholeAndMemory(t *testing.T) {
 	if mem == nil || mem.Devices.Results[0].Device != "gpu-2" {
 		t.Fatalf("8Gi share: %v", mem)
 	}
-	if got := mem.Devices.Results[0].ConsumedCapacity[CapacityMemory]; got.Value() != 8<<30 {
+	if got := mem.Devices.Results[0].ConsumedCapacity[gpu.CapacityMemory]; got.Value() != 8<<30 {
 		t.Fatalf("consumed memory %d", got.Value())
 	}
 	// More memory than any GPU has never fits: the claim stays pending.

@@ -4,9 +4,10 @@
 // Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation
 // Gradient Descent", USENIX ATC'23).
 //
-// The package is pure arithmetic: it imports nothing from Kubernetes, so the
-// same code serves the kube-scheduler plugins (which fill it from the DRA
-// view of ResourceSlices and allocated ResourceClaims) and the trace replay.
+// The package is pure arithmetic: of Kubernetes it knows only the GPU
+// contract (pkg/gpu, for the capacity of one GPU), so the same code serves
+// the kube-scheduler plugins (which fill it from the DRA view of
+// ResourceSlices and allocated ResourceClaims) and the trace replay.
 package gpushare
 
 import (
@@ -14,11 +15,9 @@ import (
 	"math"
 	"slices"
 	"strings"
-)
 
-// MilliPerGPU is the capacity of one GPU in milli-GPU; it equals the
-// `compute` capacity a gpu.strata.dev device publishes.
-const MilliPerGPU = 1000
+	"github.com/strata-dev/strata/pkg/gpu"
+)
 
 // Node is one node's free resources. GPUFree and GPUMemFree are indexed by
 // GPU index (the device `gpu-<index>` of the node's ResourceSlice).
@@ -72,7 +71,7 @@ func (n Node) GPUFreeTotal() int64 {
 func (n Node) FullyFree() int {
 	c := 0
 	for _, f := range n.GPUFree {
-		if f >= MilliPerGPU {
+		if f >= gpu.MilliPerGPU {
 			c++
 		}
 	}
@@ -101,7 +100,7 @@ type Task struct {
 }
 
 // IsShare reports whether the task takes a part of one GPU.
-func (t Task) IsShare() bool { return t.NumGPU == 1 && t.GPUMilli < MilliPerGPU }
+func (t Task) IsShare() bool { return t.NumGPU == 1 && t.GPUMilli < gpu.MilliPerGPU }
 
 // GPUTotal is the milli-GPU the task holds in all.
 func (t Task) GPUTotal() int64 { return int64(t.NumGPU) * t.GPUMilli }

@@ -24,11 +24,11 @@ type Window struct {
 	frag  *Fragmenter
 }
 
-// NewWindow returns a Window with the given size and prior.
+// NewWindow returns a Window with the given size (at least one task) and
+// prior. Callers bring their own size: the plugin's default is
+// gpufrag.DefaultArgs.
 func NewWindow(size int, prior Dist, priorWeight float64) *Window {
-	if size <= 0 {
-		size = 1000
-	}
+	size = max(size, 1)
 	return &Window{Size: size, Prior: prior, PriorWeight: priorWeight, Refresh: 50, Coverage: 0.95}
 }
 

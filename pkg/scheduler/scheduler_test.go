@@ -90,14 +90,21 @@ func TestGPUFitReserves(t *testing.T) {
 // loadConfig loads Config as kube-scheduler does.
 func loadConfig(t *testing.T) *config.KubeSchedulerConfiguration {
 	t.Helper()
+	return loadYAML(t, []byte(Config("/unused")))
+}
+
+// loadYAML loads a configuration file with kube-scheduler's own loader
+// (upstream's scheme: decoding, conversion, defaulting).
+func loadYAML(t *testing.T, data []byte) *config.KubeSchedulerConfiguration {
+	t.Helper()
 	logger, _ := ktesting.NewTestContext(t)
 	file := filepath.Join(t.TempDir(), "scheduler.yaml")
-	if err := os.WriteFile(file, []byte(Config("/unused")), 0o600); err != nil {
+	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := options.LoadConfigFromFile(logger, file)
 	if err != nil {
-		t.Fatalf("Config does not load: %v", err)
+		t.Fatalf("the configuration does not load: %v", err)
 	}
 	return cfg
 }

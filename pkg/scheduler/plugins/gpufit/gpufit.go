@@ -34,6 +34,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 )
@@ -127,7 +128,7 @@ func (p *Plugin) canJudge(pod *v1.Pod, claims gpustate.ClaimGetter) (bool, error
 		return false, err
 	}
 	for _, sl := range slices {
-		if sl.Spec.Driver == gpustate.DriverName && sl.Spec.NodeName == nil {
+		if sl.Spec.Driver == gpu.DriverName && sl.Spec.NodeName == nil {
 			return false, nil
 		}
 	}
@@ -210,22 +211,22 @@ func Reject(n gpushare.Node, t gpushare.Task) string {
 		return ""
 	}
 	if len(n.GPUFree) == 0 {
-		return "node has no " + gpustate.DriverName + " GPU"
+		return "node has no " + gpu.DriverName + " GPU"
 	}
 	if t.GPUMem > n.GPUMemMax && n.GPUMemMax > 0 {
-		return fmt.Sprintf("no %s GPU here has %s of memory (the largest has %s)", gpustate.DriverName, bytes(t.GPUMem), bytes(n.GPUMemMax))
+		return fmt.Sprintf("no %s GPU here has %s of memory (the largest has %s)", gpu.DriverName, bytes(t.GPUMem), bytes(n.GPUMemMax))
 	}
 	what := "wholly free"
-	if t.GPUMilli < gpushare.MilliPerGPU {
+	if t.GPUMilli < gpu.MilliPerGPU {
 		what = fmt.Sprintf("with %d milli-GPU free", t.GPUMilli)
 	}
 	if t.GPUMem > 0 {
 		what += " and " + bytes(t.GPUMem) + " of GPU memory free"
 	}
 	if t.NumGPU == 1 {
-		return fmt.Sprintf("no %s GPU %s", gpustate.DriverName, what)
+		return fmt.Sprintf("no %s GPU %s", gpu.DriverName, what)
 	}
-	return fmt.Sprintf("fewer than %d %s GPUs %s", t.NumGPU, gpustate.DriverName, what)
+	return fmt.Sprintf("fewer than %d %s GPUs %s", t.NumGPU, gpu.DriverName, what)
 }
 
 func bytes(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }

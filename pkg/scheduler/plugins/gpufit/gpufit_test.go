@@ -18,6 +18,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 )
@@ -92,7 +93,7 @@ func gpuSlice(node string, n int) *resourceapi.ResourceSlice {
 	s := &resourceapi.ResourceSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: node + "-gpu"},
 		Spec: resourceapi.ResourceSliceSpec{
-			Driver:   gpustate.DriverName,
+			Driver:   gpu.DriverName,
 			Pool:     resourceapi.ResourcePool{Name: node, ResourceSliceCount: 1},
 			NodeName: ptr.To(node),
 		},
@@ -100,10 +101,10 @@ func gpuSlice(node string, n int) *resourceapi.ResourceSlice {
 	for i := range n {
 		s.Spec.Devices = append(s.Spec.Devices, resourceapi.Device{
 			Name:       fmt.Sprintf("gpu-%d", i),
-			Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{gpustate.AttrIndex: {IntValue: ptr.To(int64(i))}},
+			Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{gpu.AttrIndex: {IntValue: ptr.To(int64(i))}},
 			Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
-				gpustate.CapacityCompute: {Value: resource.MustParse("1000")},
-				gpustate.CapacityMemory:  {Value: resource.MustParse("16Gi")},
+				gpu.CapacityCompute: {Value: resource.MustParse("1000")},
+				gpu.CapacityMemory:  {Value: resource.MustParse("16Gi")},
 			},
 			AllowMultipleAllocations: ptr.To(true),
 		})
@@ -122,8 +123,8 @@ func gpuClaim(name, compute string) *resourceapi.ResourceClaim {
 	return &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu",
-			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpustate.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
-				Capacity: &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{gpustate.CapacityCompute: resource.MustParse(compute)}}}}}}},
+			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
+				Capacity: &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{gpu.CapacityCompute: resource.MustParse(compute)}}}}}}},
 	}
 }
 
@@ -144,8 +145,8 @@ func TestPreFilterAndFilter(t *testing.T) {
 	holder := gpuClaim("holder", "700") // allocated: 700 of busy's GPU
 	holder.UID = "uid-holder"
 	holder.Status.Allocation = &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{Results: []resourceapi.DeviceRequestAllocationResult{{
-		Request: "gpu", Driver: gpustate.DriverName, Pool: "busy", Device: "gpu-0", ShareID: ptr.To(types.UID("share")),
-		ConsumedCapacity: map[resourceapi.QualifiedName]resource.Quantity{gpustate.CapacityCompute: resource.MustParse("700")},
+		Request: "gpu", Driver: gpu.DriverName, Pool: "busy", Device: "gpu-0", ShareID: ptr.To(types.UID("share")),
+		ConsumedCapacity: map[resourceapi.QualifiedName]resource.Quantity{gpu.CapacityCompute: resource.MustParse("700")},
 	}}}}
 	inf := informers.NewSharedInformerFactory(fake.NewClientset(holder), 0)
 	claimInformer := inf.Resource().V1().ResourceClaims().Informer()

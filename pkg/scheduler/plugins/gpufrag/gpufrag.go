@@ -13,6 +13,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	fwk "k8s.io/kube-scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
@@ -34,13 +35,12 @@ const (
 // TieBreaks lists the accepted values of Args.TieBreak, the default first.
 var TieBreaks = []string{TieBreakCPUPodsByIdleGPU, TieBreakNodeOrder, TieBreakNone}
 
-// Args configure the plugin (pluginConfig args, all optional).
+// Args configure the plugin (pluginConfig args, all optional; DefaultArgs
+// has the defaults).
 type Args struct {
-	// WindowSize is how many recent pods define the workload distribution
-	// (default 1000).
+	// WindowSize is how many recent pods define the workload distribution.
 	WindowSize int `json:"windowSize,omitempty"`
-	// PriorWeight is how many observations the built-in prior is worth
-	// (default 100).
+	// PriorWeight is how many observations the built-in prior is worth.
 	PriorWeight float64 `json:"priorWeight,omitempty"`
 	// TieBreak is how the plugin separates nodes with the same FGD score:
 	// "cpuPodsByIdleGPU" (default) is "nodeOrder" except that a pod asking
@@ -51,6 +51,32 @@ type Args struct {
 	// selection (in Strata's profile StrataNodeOrder; upstream alone, the
 	// order of its score heap).
 	TieBreak string `json:"tieBreak,omitempty"`
+}
+
+// DefaultArgs are the arguments the plugin runs with where pluginConfig
+// leaves them out. They are the only place the defaults are written:
+// Strata's scheduler profile (pkg/scheduler) states them from here, and the
+// replay's product policy (bench/gputrace) runs with them.
+func DefaultArgs() Args {
+	return Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakCPUPodsByIdleGPU}
+}
+
+// GetObjectKind implements runtime.Object, so that a typed
+// KubeSchedulerConfiguration can carry Args as pluginConfig args.
+// kube-scheduler passes an out-of-tree plugin's args to it undecoded, so
+// they need no kind of their own.
+func (*Args) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object; Args holds only values.
+func (a *Args) DeepCopyObject() runtime.Object {
+	c := *a
+	return &c
+}
+
+// Window is a new sliding window with the arguments' size and prior
+// weight over the built-in prior.
+func (a Args) Window() *gpushare.Window {
+	return gpushare.NewWindow(a.WindowSize, gpushare.DefaultPrior(), a.PriorWeight)
 }
 
 // Options wire the plugin to a GPU state other than DRA's (the replay).
@@ -92,21 +118,26 @@ func New(sources *gpustate.Sources) frameworkruntime.PluginFactory {
 		return NewWithOptions(Options{
 			Source:   src,
 			Claims:   gpustate.DRAClaims(m),
-			Window:   gpushare.NewWindow(args.WindowSize, gpushare.DefaultPrior(), args.PriorWeight),
+			Window:   args.Window(),
 			TieBreak: args.TieBreak,
 		}), nil
 	}
 }
 
-// decodeArgs applies the defaults and checks the arguments.
+// decodeArgs decodes the arguments over DefaultArgs and checks them.
 func decodeArgs(obj runtime.Object) (Args, error) {
-	args := Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakCPUPodsByIdleGPU}
+	args := DefaultArgs()
 	if obj != nil {
 		if err := frameworkruntime.DecodeInto(obj, &args); err != nil {
 			return args, fmt.Errorf("%s args: %w", Name, err)
 		}
 	}
-	if !slices.Contains(TieBreaks, args.TieBreak) {
+	switch {
+	case args.WindowSize < 1:
+		return args, fmt.Errorf("%s args: windowSize %d: want at least 1", Name, args.WindowSize)
+	case args.PriorWeight < 0:
+		return args, fmt.Errorf("%s args: priorWeight %g: want 0 or more", Name, args.PriorWeight)
+	case !slices.Contains(TieBreaks, args.TieBreak):
 		return args, fmt.Errorf("%s args: tieBreak %q: want one of %s (the first is the default)", Name, args.TieBreak, strings.Join(TieBreaks, ", "))
 	}
 	return args, nil
@@ -115,7 +146,7 @@ func decodeArgs(obj runtime.Object) (Args, error) {
 // NewWithOptions returns the plugin over the given state.
 func NewWithOptions(o Options) *Plugin {
 	if o.TieBreak == "" {
-		o.TieBreak = TieBreakCPUPodsByIdleGPU
+		o.TieBreak = DefaultArgs().TieBreak
 	}
 	return &Plugin{opts: o}
 }

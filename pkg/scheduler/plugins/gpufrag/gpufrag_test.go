@@ -15,6 +15,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
@@ -39,7 +40,7 @@ func TestScorePrefersBrokenGPU(t *testing.T) {
 	store.AddClaim(&resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu",
-			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpustate.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
+			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
 				Capacity: &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{"compute": resource.MustParse("500")}}}}}}},
 	})
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: v1.PodSpec{
@@ -140,7 +141,7 @@ func TestNormalizeScoreTieBreak(t *testing.T) {
 	store.AddClaim(&resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "share", Namespace: "ns"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{Name: "gpu",
-			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpustate.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
+			Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1,
 				Capacity: &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{"compute": resource.MustParse("500")}}}}}}},
 	})
 	cpuPod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cpu", Namespace: "ns"}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c"}}}}
@@ -229,6 +230,9 @@ func TestDecodeArgs(t *testing.T) {
 		{name: "nodeOrder", obj: raw(`{"tieBreak":"nodeOrder"}`), want: Args{WindowSize: 1000, PriorWeight: 100, TieBreak: TieBreakNodeOrder}},
 		{name: "none", obj: raw(`{"tieBreak":"none","windowSize":50}`), want: Args{WindowSize: 50, PriorWeight: 100, TieBreak: TieBreakNone}},
 		{name: "unknown tieBreak", obj: raw(`{"tieBreak":"lowest"}`), wantErr: `tieBreak "lowest": want one of cpuPodsByIdleGPU, nodeOrder, none`},
+		{name: "empty window", obj: raw(`{"windowSize":0}`), wantErr: `windowSize 0: want at least 1`},
+		{name: "negative prior weight", obj: raw(`{"priorWeight":-1}`), wantErr: `priorWeight -1: want 0 or more`},
+		{name: "no prior", obj: raw(`{"priorWeight":0}`), want: Args{WindowSize: 1000, PriorWeight: 0, TieBreak: TieBreakCPUPodsByIdleGPU}},
 		{name: "case matters", obj: raw(`{"tieBreak":"NodeOrder"}`), wantErr: `tieBreak "NodeOrder"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,6 +250,9 @@ func TestDecodeArgs(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+	if d := DefaultArgs(); d.TieBreak != TieBreaks[0] {
+		t.Errorf("default tieBreak %q, but TieBreaks lists %q first", d.TieBreak, TieBreaks[0])
 	}
 	// New refuses bad args before it needs the framework handle.
 	if _, err := New(gpustate.NewSources())(context.Background(), raw(`{"tieBreak":"lowest"}`), nil); err == nil || !strings.Contains(err.Error(), "tieBreak") {

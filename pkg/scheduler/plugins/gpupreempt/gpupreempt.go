@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -29,6 +27,7 @@ import (
 	pluginnames "k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
@@ -352,30 +351,20 @@ func gpuHeld(pod *v1.Pod, claims gpustate.ClaimGetter) map[int]gpuHold {
 			if !ok {
 				continue
 			}
-			h := gpuHold{milli: gpushare.MilliPerGPU}
-			if q, ok := r.ConsumedCapacity[resourceapi.QualifiedName(gpustate.CapacityCompute)]; ok {
-				h.milli = q.Value()
-			}
-			if q, ok := r.ConsumedCapacity[resourceapi.QualifiedName(gpustate.CapacityMemory)]; ok {
-				h.mem = q.Value()
-			}
+			var h gpuHold
+			h.milli, h.mem = gpu.Consumed(&r)
 			held[idx] = held[idx].add(h, 1)
 		}
 	}
 	return held
 }
 
-// deviceIndex reads the GPU index from the driver's device name gpu-<i>.
+// deviceIndex reads the GPU index from the name of the driver's device.
 func deviceIndex(r resourceapi.DeviceRequestAllocationResult) (int, bool) {
-	if r.Driver != gpustate.DriverName {
+	if r.Driver != gpu.DriverName {
 		return 0, false
 	}
-	s, ok := strings.CutPrefix(r.Device, "gpu-")
-	if !ok {
-		return 0, false
-	}
-	i, err := strconv.Atoi(s)
-	return i, err == nil
+	return gpu.DeviceIndex(r.Device)
 }
 
 // evict deletes a victim the way upstream preemption does: a

@@ -15,8 +15,8 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
-	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 )
 
 var t0 = time.Unix(1000, 0)
@@ -114,9 +114,9 @@ func newCluster(nodes ...string) *cluster {
 	return c
 }
 
-// add places a pod on node holding milli of GPU gpu; gang names its
-// PodGroup ("" for none).
-func (c *cluster) add(name, node string, prio int32, gpu int, milli int64, gang string, terminating bool) *v1.Pod {
+// add places a pod on node holding milli of the GPU with index index; gang
+// names its PodGroup ("" for none).
+func (c *cluster) add(name, node string, prio int32, index int, milli int64, gang string, terminating bool) *v1.Pod {
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", CreationTimestamp: metav1.NewTime(t0)},
 		Spec: v1.PodSpec{NodeName: node, Priority: ptr.To(prio), Containers: []v1.Container{{Name: "c",
@@ -131,8 +131,8 @@ func (c *cluster) add(name, node string, prio int32, gpu int, milli int64, gang 
 	}
 	c.claims[name] = &resourceapi.ResourceClaim{Status: resourceapi.ResourceClaimStatus{Allocation: &resourceapi.AllocationResult{
 		Devices: resourceapi.DeviceAllocationResult{Results: []resourceapi.DeviceRequestAllocationResult{{
-			Driver: gpustate.DriverName, Device: fmt.Sprintf("gpu-%d", gpu),
-			ConsumedCapacity: map[resourceapi.QualifiedName]resource.Quantity{gpustate.CapacityCompute: *resource.NewQuantity(milli, resource.DecimalSI)},
+			Driver: gpu.DriverName, Device: gpu.DeviceName(index),
+			ConsumedCapacity: map[resourceapi.QualifiedName]resource.Quantity{gpu.CapacityCompute: *resource.NewQuantity(milli, resource.DecimalSI)},
 		}}}}}}
 	c.nodes[node].AddPod(pod)
 	return pod
@@ -266,10 +266,10 @@ func TestMightHelp(t *testing.T) {
 func TestGPUHeld(t *testing.T) {
 	c := newCluster("n1")
 	pod := c.add("p", "n1", 0, 1, 250, "", false)
-	c.claims["p"].Status.Allocation.Devices.Results[0].ConsumedCapacity[gpustate.CapacityMemory] = resource.MustParse("20Gi")
+	c.claims["p"].Status.Allocation.Devices.Results[0].ConsumedCapacity[gpu.CapacityMemory] = resource.MustParse("20Gi")
 	c.claims["p"].Status.Allocation.Devices.Results = append(c.claims["p"].Status.Allocation.Devices.Results,
-		resourceapi.DeviceRequestAllocationResult{Driver: gpustate.DriverName, Device: "gpu-0"}, // exclusive: whole GPU, memory unknown
-		resourceapi.DeviceRequestAllocationResult{Driver: "nic.example.com", Device: "gpu-3"})   // another driver's device
+		resourceapi.DeviceRequestAllocationResult{Driver: gpu.DriverName, Device: "gpu-0"},    // exclusive: whole GPU, memory unknown
+		resourceapi.DeviceRequestAllocationResult{Driver: "nic.example.com", Device: "gpu-3"}) // another driver's device
 	got := gpuHeld(pod, c.getClaim)
 	want := map[int]gpuHold{1: {milli: 250, mem: 20 << 30}, 0: {milli: 1000}}
 	if !maps.Equal(got, want) {

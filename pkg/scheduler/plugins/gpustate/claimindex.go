@@ -14,6 +14,8 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
 // deviceUsage is what allocations take of one GPU.
@@ -37,7 +39,7 @@ func usageOf(a *resourceapi.AllocationResult, each func(structured.DeviceID, dev
 		return
 	}
 	for _, r := range a.Devices.Results {
-		if r.Driver != DriverName || ptr.Deref(r.AdminAccess, false) {
+		if r.Driver != gpu.DriverName || ptr.Deref(r.AdminAccess, false) {
 			continue
 		}
 		id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
@@ -46,10 +48,10 @@ func usageOf(a *resourceapi.AllocationResult, each func(structured.DeviceID, dev
 			continue
 		}
 		var u deviceUsage
-		if q, ok := r.ConsumedCapacity[CapacityCompute]; ok {
+		if q, ok := r.ConsumedCapacity[gpu.CapacityCompute]; ok {
 			u.compute = q.Value()
 		}
-		if q, ok := r.ConsumedCapacity[CapacityMemory]; ok {
+		if q, ok := r.ConsumedCapacity[gpu.CapacityMemory]; ok {
 			u.mem = q.Value()
 		}
 		each(id, u)

@@ -16,17 +16,19 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/pkg/gpu"
 )
 
-// result is one device of an allocation: a share (compute, mem) when
-// share is set, else the device whole.
-func result(driver, node string, gpu int, share bool, compute, mem int64) resourceapi.DeviceRequestAllocationResult {
-	r := resourceapi.DeviceRequestAllocationResult{Request: "gpu", Driver: driver, Pool: node, Device: fmt.Sprintf("gpu-%d", gpu)}
+// result is one device of an allocation, the GPU with index index: a
+// share (compute, mem) when share is set, else the device whole.
+func result(driver, node string, index int, share bool, compute, mem int64) resourceapi.DeviceRequestAllocationResult {
+	r := resourceapi.DeviceRequestAllocationResult{Request: "gpu", Driver: driver, Pool: node, Device: gpu.DeviceName(index)}
 	if share {
-		r.ShareID = ptr.To(types.UID(fmt.Sprintf("share-%s-%d-%d", node, gpu, compute)))
-		r.ConsumedCapacity = map[resourceapi.QualifiedName]resource.Quantity{CapacityCompute: *resource.NewQuantity(compute, resource.DecimalSI)}
+		r.ShareID = ptr.To(types.UID(fmt.Sprintf("share-%s-%d-%d", node, index, compute)))
+		r.ConsumedCapacity = map[resourceapi.QualifiedName]resource.Quantity{gpu.CapacityCompute: *resource.NewQuantity(compute, resource.DecimalSI)}
 		if mem > 0 {
-			r.ConsumedCapacity[CapacityMemory] = *resource.NewQuantity(mem, resource.BinarySI)
+			r.ConsumedCapacity[gpu.CapacityMemory] = *resource.NewQuantity(mem, resource.BinarySI)
 		}
 	}
 	return r
@@ -68,17 +70,17 @@ func (s schedulerClaims) Get(ns, name string) (*resourceapi.ResourceClaim, error
 
 func TestClaimIndexUsage(t *testing.T) {
 	id := func(node string, i int) structured.DeviceID {
-		return structured.MakeDeviceID(DriverName, node, fmt.Sprintf("gpu-%d", i))
+		return structured.MakeDeviceID(gpu.DriverName, node, fmt.Sprintf("gpu-%d", i))
 	}
 	x := emptyClaimIndex()
-	admin := result(DriverName, "a", 1, false, 0, 0)
+	admin := result(gpu.DriverName, "a", 1, false, 0, 0)
 	admin.AdminAccess = ptr.To(true)
-	both := allocation(result(DriverName, "a", 3, true, 400, 0))
+	both := allocation(result(gpu.DriverName, "a", 3, true, 400, 0))
 	for _, c := range []*resourceapi.ResourceClaim{
-		indexedClaim("share", allocation(result(DriverName, "a", 0, true, 250, 4<<30))),
-		indexedClaim("share2", allocation(result(DriverName, "a", 0, true, 100, 1<<30))),
-		indexedClaim("whole", allocation(result(DriverName, "b", 1, false, 0, 0))),
-		indexedClaim("two", allocation(result(DriverName, "b", 2, false, 0, 0), result(DriverName, "b", 3, false, 0, 0))),
+		indexedClaim("share", allocation(result(gpu.DriverName, "a", 0, true, 250, 4<<30))),
+		indexedClaim("share2", allocation(result(gpu.DriverName, "a", 0, true, 100, 1<<30))),
+		indexedClaim("whole", allocation(result(gpu.DriverName, "b", 1, false, 0, 0))),
+		indexedClaim("two", allocation(result(gpu.DriverName, "b", 2, false, 0, 0), result(gpu.DriverName, "b", 3, false, 0, 0))),
 		indexedClaim("admin", allocation(admin)),
 		indexedClaim("nic", allocation(result("nic.example.com", "a", 0, false, 0, 0))),
 		indexedClaim("inflight", nil),
@@ -89,9 +91,9 @@ func TestClaimIndexUsage(t *testing.T) {
 	} {
 		x.set(c, false)
 	}
-	x.set(cache.DeletedFinalStateUnknown{Key: "ns/two", Obj: indexedClaim("two", allocation(result(DriverName, "b", 2, false, 0, 0), result(DriverName, "b", 3, false, 0, 0)))}, true)
+	x.set(cache.DeletedFinalStateUnknown{Key: "ns/two", Obj: indexedClaim("two", allocation(result(gpu.DriverName, "b", 2, false, 0, 0), result(gpu.DriverName, "b", 3, false, 0, 0)))}, true)
 	x.set(indexedClaim("share2", nil), false) // deallocated
-	stale := indexedClaim("stale-assumed", allocation(result(DriverName, "a", 2, true, 999, 0)))
+	stale := indexedClaim("stale-assumed", allocation(result(gpu.DriverName, "a", 2, true, 999, 0)))
 	stale.UID = "uid-old"
 	check := func(step string, tracker schedulerClaims, want map[structured.DeviceID]deviceUsage) {
 		t.Helper()
@@ -113,7 +115,7 @@ func TestClaimIndexUsage(t *testing.T) {
 	if len(x.reserved) != 4 {
 		t.Fatalf("reserved %v, want the 4 claims not allocated in the index", x.reserved)
 	}
-	x.set(indexedClaim("new", allocation(result(DriverName, "b", 4, true, 100, 0))), false)
+	x.set(indexedClaim("new", allocation(result(gpu.DriverName, "b", 4, true, 100, 0))), false)
 	if _, ok := x.reserved["uid-new"]; ok {
 		t.Fatal("a reserved claim the informer delivered allocated is still marked")
 	}
@@ -123,12 +125,12 @@ func TestClaimIndexUsage(t *testing.T) {
 	gets := 0
 	check("first cycle", schedulerClaims{
 		inFlight: map[types.UID]*resourceapi.AllocationResult{
-			"uid-inflight":      allocation(result(DriverName, "a", 0, true, 300, 2<<30)),
-			"uid-assumed":       allocation(result(DriverName, "a", 2, true, 500, 0)),
-			"uid-stale-assumed": allocation(result(DriverName, "a", 2, true, 999, 0)),
+			"uid-inflight":      allocation(result(gpu.DriverName, "a", 0, true, 300, 2<<30)),
+			"uid-assumed":       allocation(result(gpu.DriverName, "a", 2, true, 500, 0)),
+			"uid-stale-assumed": allocation(result(gpu.DriverName, "a", 2, true, 999, 0)),
 			"uid-both":          both,
 		},
-		assumed: map[string]*resourceapi.ResourceClaim{"ns/pending": indexedClaim("pending", allocation(result(DriverName, "b", 0, false, 0, 0)))},
+		assumed: map[string]*resourceapi.ResourceClaim{"ns/pending": indexedClaim("pending", allocation(result(gpu.DriverName, "b", 0, false, 0, 0)))},
 		gets:    &gets,
 	}, map[structured.DeviceID]deviceUsage{
 		id("a", 0): {compute: 550, mem: 6 << 30}, // share + inflight; share2 gone
@@ -146,9 +148,9 @@ func TestClaimIndexUsage(t *testing.T) {
 	// Second cycle: PreBind wrote two of them; one is the assumed copy of
 	// an older claim of the same name (so this one was unreserved).
 	check("second cycle", schedulerClaims{
-		inFlight: map[types.UID]*resourceapi.AllocationResult{"uid-inflight": allocation(result(DriverName, "a", 0, true, 300, 2<<30))},
+		inFlight: map[types.UID]*resourceapi.AllocationResult{"uid-inflight": allocation(result(gpu.DriverName, "a", 0, true, 300, 2<<30))},
 		assumed: map[string]*resourceapi.ResourceClaim{
-			"ns/assumed":       indexedClaim("assumed", allocation(result(DriverName, "a", 2, true, 500, 0))),
+			"ns/assumed":       indexedClaim("assumed", allocation(result(gpu.DriverName, "a", 2, true, 500, 0))),
 			"ns/stale-assumed": stale,
 		},
 		gets: &gets,
@@ -160,7 +162,7 @@ func TestClaimIndexUsage(t *testing.T) {
 	if _, ok := x.reserved["uid-assumed"]; gets != 2 || !ok || len(x.reserved) != 2 {
 		t.Errorf("second cycle: %d lookups, reserved %v; want 2 lookups, the unreserved claim forgotten", gets, x.reserved)
 	}
-	x.set(indexedClaim("assumed", allocation(result(DriverName, "a", 2, true, 500, 0))), false)
+	x.set(indexedClaim("assumed", allocation(result(gpu.DriverName, "a", 2, true, 500, 0))), false)
 	if _, ok := x.reserved["uid-assumed"]; ok {
 		t.Error("a claim the informer delivered allocated is still marked reserved")
 	}
@@ -185,7 +187,7 @@ func TestClaimIndexInformer(t *testing.T) {
 	if err := x.waitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dev := structured.MakeDeviceID(DriverName, "a", "gpu-0")
+	dev := structured.MakeDeviceID(gpu.DriverName, "a", "gpu-0")
 	waitFor := func(what string, want deviceUsage) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -202,7 +204,7 @@ func TestClaimIndexInformer(t *testing.T) {
 		}
 	}
 	claim = claim.DeepCopy()
-	claim.Status.Allocation = allocation(result(DriverName, "a", 0, true, 250, 0))
+	claim.Status.Allocation = allocation(result(gpu.DriverName, "a", 0, true, 250, 0))
 	if _, err := client.ResourceV1().ResourceClaims("ns").UpdateStatus(ctx, claim, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,7 @@ func TestClaimIndexWaitApplied(t *testing.T) {
 		c.ResourceVersion = rv
 		return c
 	}
-	x.set(v("c", "10", allocation(result(DriverName, "a", 0, true, 250, 0))), false)
+	x.set(v("c", "10", allocation(result(gpu.DriverName, "a", 0, true, 250, 0))), false)
 	for _, tc := range []struct {
 		name    string
 		obj     any
@@ -277,7 +279,7 @@ func TestClaimIndexWaitApplied(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("waited %v for an event applied after 20ms", d)
 	}
-	if u := x.used[structured.MakeDeviceID(DriverName, "a", "gpu-0")]; u != (deviceUsage{}) {
+	if u := x.used[structured.MakeDeviceID(gpu.DriverName, "a", "gpu-0")]; u != (deviceUsage{}) {
 		t.Errorf("usage after the deallocation: %+v", u)
 	}
 }

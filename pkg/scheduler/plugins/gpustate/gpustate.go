@@ -8,9 +8,7 @@ package gpustate
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,17 +20,8 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
-)
-
-// The resource model shared with the DRA driver (pkg/dra).
-const (
-	DriverName      = "gpu.strata.dev" // driver and DeviceClass name
-	CapacityCompute = "compute"        // milli-GPU, 1000 per device
-	CapacityMemory  = "memory"         // GPU memory, bytes
-	AttrModel       = "model"
-	AttrIndex       = "index"
-	AttrUUID        = "uuid"
 )
 
 // ClaimGetter returns a ResourceClaim by namespace and name.
@@ -43,34 +32,6 @@ func DRAClaims(m fwk.SharedDRAManager) ClaimGetter {
 	return func(ns, name string) (*resourceapi.ResourceClaim, error) {
 		return m.ResourceClaims().Get(ns, name)
 	}
-}
-
-// ModelSelector is the CEL selector Strata writes for a pod that accepts
-// only some GPU models (ModelsFromSelector reads it back).
-func ModelSelector(models []string) string {
-	q := make([]string, len(models))
-	for i, m := range models {
-		q[i] = strconv.Quote(m)
-	}
-	return fmt.Sprintf("device.attributes[%q].%s in [%s]", DriverName, AttrModel, strings.Join(q, ", "))
-}
-
-var modelSelRE = regexp.MustCompile(`^device\.attributes\["` + regexp.QuoteMeta(DriverName) + `"\]\.model in \[(.*)\]$`)
-
-// ModelsFromSelector returns the models of a selector ModelSelector wrote,
-// or nil for any other expression.
-func ModelsFromSelector(expr string) []string {
-	m := modelSelRE.FindStringSubmatch(strings.TrimSpace(expr))
-	if m == nil {
-		return nil
-	}
-	var out []string
-	for _, s := range strings.Split(m[1], ",") {
-		if u, err := strconv.Unquote(strings.TrimSpace(s)); err == nil {
-			out = append(out, u)
-		}
-	}
-	return out
 }
 
 // PodTask is what the pod asks for: CPU and memory as the scheduler counts
@@ -93,7 +54,7 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 		}
 		for _, r := range claim.Spec.Devices.Requests {
 			e := r.Exactly
-			if e == nil || e.DeviceClassName != DriverName {
+			if e == nil || e.DeviceClassName != gpu.DriverName {
 				continue
 			}
 			if e.AdminAccess != nil && *e.AdminAccess {
@@ -103,18 +64,18 @@ func PodTask(pod *v1.Pod, claims ClaimGetter) (t gpushare.Task, hasGPU bool, err
 			if e.AllocationMode == resourceapi.DeviceAllocationModeExactCount && e.Count > 0 {
 				t.NumGPU = int(e.Count)
 			}
-			t.GPUMilli = gpushare.MilliPerGPU
+			t.GPUMilli = gpu.MilliPerGPU
 			if e.Capacity != nil {
-				if q, ok := e.Capacity.Requests[CapacityCompute]; ok {
+				if q, ok := e.Capacity.Requests[gpu.CapacityCompute]; ok {
 					t.GPUMilli = q.Value()
 				}
-				if q, ok := e.Capacity.Requests[CapacityMemory]; ok {
+				if q, ok := e.Capacity.Requests[gpu.CapacityMemory]; ok {
 					t.GPUMem = q.Value()
 				}
 			}
 			for _, s := range e.Selectors {
 				if s.CEL != nil {
-					if m := ModelsFromSelector(s.CEL.Expression); m != nil {
+					if m := gpu.ModelsFromSelector(s.CEL.Expression); m != nil {
 						t.Models = strings.Join(m, "|")
 					}
 				}
@@ -258,7 +219,7 @@ type sliceGPU struct {
 // parseSlice reads a ResourceSlice; ok is false for a slice of another
 // driver or one not tied to a node.
 func parseSlice(sl *resourceapi.ResourceSlice) (p sliceGPUs, ok bool) {
-	if sl.Spec.Driver != DriverName || sl.Spec.NodeName == nil {
+	if sl.Spec.Driver != gpu.DriverName || sl.Spec.NodeName == nil {
 		return p, false
 	}
 	p.node = *sl.Spec.NodeName
@@ -268,19 +229,19 @@ func parseSlice(sl *resourceapi.ResourceSlice) (p sliceGPUs, ok bool) {
 		g := sliceGPU{
 			id:      structured.MakeDeviceID(sl.Spec.Driver, sl.Spec.Pool.Name, d.Name),
 			index:   i,
-			compute: gpushare.MilliPerGPU,
+			compute: gpu.MilliPerGPU,
 			mem:     -1,
 		}
-		if q, ok := d.Capacity[CapacityCompute]; ok {
+		if q, ok := d.Capacity[gpu.CapacityCompute]; ok {
 			g.compute = q.Value.Value()
 		}
-		if q, ok := d.Capacity[CapacityMemory]; ok {
+		if q, ok := d.Capacity[gpu.CapacityMemory]; ok {
 			g.mem = q.Value.Value()
 		}
-		if a, ok := attr(d, AttrIndex); ok && a.IntValue != nil {
+		if a, ok := gpu.Attribute(d, gpu.AttrIndex); ok && a.IntValue != nil {
 			g.index = int(*a.IntValue)
 		}
-		if a, ok := attr(d, AttrModel); ok && a.StringValue != nil {
+		if a, ok := gpu.Attribute(d, gpu.AttrModel); ok && a.StringValue != nil {
 			g.model = *a.StringValue
 		}
 		p.gpus[i] = g
@@ -414,14 +375,6 @@ func nodesFromSlices(nodes []fwk.NodeInfo, gpus map[string]*nodeGPUs, usage func
 		out[n.Name] = n
 	}
 	return out
-}
-
-func attr(d *resourceapi.Device, name string) (resourceapi.DeviceAttribute, bool) {
-	if a, ok := d.Attributes[resourceapi.QualifiedName(name)]; ok {
-		return a, true
-	}
-	a, ok := d.Attributes[resourceapi.QualifiedName(DriverName+"/"+name)]
-	return a, ok
 }
 
 // stateKey holds a cycle's pod task and node states in the CycleState,

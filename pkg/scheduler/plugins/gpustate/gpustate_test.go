@@ -15,6 +15,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -34,7 +35,7 @@ func gpuSlice(node, model string, n int) *resourceapi.ResourceSlice {
 	s := &resourceapi.ResourceSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: node + "-gpu"},
 		Spec: resourceapi.ResourceSliceSpec{
-			Driver:   DriverName,
+			Driver:   gpu.DriverName,
 			Pool:     resourceapi.ResourcePool{Name: node, ResourceSliceCount: 1},
 			NodeName: ptr.To(node),
 		},
@@ -44,13 +45,13 @@ func gpuSlice(node, model string, n int) *resourceapi.ResourceSlice {
 		s.Spec.Devices = append(s.Spec.Devices, resourceapi.Device{
 			Name: fmt.Sprintf("gpu-%d", i),
 			Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
-				AttrModel: {StringValue: ptr.To(model)},
-				AttrUUID:  {StringValue: ptr.To(fmt.Sprintf("GPU-%s-%d", node, i))},
-				AttrIndex: {IntValue: ptr.To(int64(i))},
+				gpu.AttrModel: {StringValue: ptr.To(model)},
+				gpu.AttrUUID:  {StringValue: ptr.To(fmt.Sprintf("GPU-%s-%d", node, i))},
+				gpu.AttrIndex: {IntValue: ptr.To(int64(i))},
 			},
 			Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
-				CapacityCompute: {Value: resource.MustParse("1000")},
-				"memory":        {Value: resource.MustParse("16Gi")},
+				gpu.CapacityCompute: {Value: resource.MustParse("1000")},
+				gpu.CapacityMemory:  {Value: resource.MustParse("16Gi")},
 			},
 			AllowMultipleAllocations: ptr.To(true),
 		})
@@ -63,7 +64,7 @@ func TestNodesFromSlices(t *testing.T) {
 		Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("3"), v1.ResourceMemory: resource.MustParse("1Gi")}}}}}}
 	nodes := []fwk.NodeInfo{nodeInfo("a", 16000, 64<<30, busy), nodeInfo("b", 8000, 32<<30), nodeInfo("cpu", 4000, 8<<30), nodeInfo("nomem", 4000, 8<<30)}
 	noMem := gpuSlice("nomem", "T4", 2)
-	delete(noMem.Spec.Devices[0].Capacity, CapacityMemory) // gpu-1 publishes no memory
+	delete(noMem.Spec.Devices[0].Capacity, gpu.CapacityMemory) // gpu-1 publishes no memory
 	slicesIn := []*resourceapi.ResourceSlice{
 		noMem,
 		gpuSlice("a", "T4", 4),
@@ -73,7 +74,7 @@ func TestNodesFromSlices(t *testing.T) {
 			Devices: []resourceapi.Device{{Name: "nic"}}}},
 	}
 	id := func(node string, i int) structured.DeviceID {
-		return structured.MakeDeviceID(DriverName, node, fmt.Sprintf("gpu-%d", i))
+		return structured.MakeDeviceID(gpu.DriverName, node, fmt.Sprintf("gpu-%d", i))
 	}
 	use := map[structured.DeviceID]deviceUsage{
 		id("b", 1): {whole: 1}, // allocated without consumable capacity: fully used
@@ -110,16 +111,16 @@ func claim(name string, req resourceapi.ExactDeviceRequest) *resourceapi.Resourc
 
 func TestPodTask(t *testing.T) {
 	compute := func(v int64) *resourceapi.CapacityRequirements {
-		return &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{CapacityCompute: *resource.NewQuantity(v, resource.DecimalSI)}}
+		return &resourceapi.CapacityRequirements{Requests: map[resourceapi.QualifiedName]resource.Quantity{gpu.CapacityCompute: *resource.NewQuantity(v, resource.DecimalSI)}}
 	}
 	store := NewStore()
-	store.AddClaim(claim("share", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1, Capacity: compute(250)}))
-	store.AddClaim(claim("four", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 4,
-		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: ModelSelector([]string{"V100M16", "V100M32"})}}}}))
+	store.AddClaim(claim("share", resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 1, Capacity: compute(250)}))
+	store.AddClaim(claim("four", resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: 4,
+		Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpu.ModelSelector([]string{"V100M16", "V100M32"})}}}}))
 	store.AddClaim(claim("nic", resourceapi.ExactDeviceRequest{DeviceClassName: "nic.example.com"}))
 	withMem := compute(100)
-	withMem.Requests[CapacityMemory] = resource.MustParse("40Gi")
-	store.AddClaim(claim("share-mem", resourceapi.ExactDeviceRequest{DeviceClassName: DriverName, Capacity: withMem}))
+	withMem.Requests[gpu.CapacityMemory] = resource.MustParse("40Gi")
+	store.AddClaim(claim("share-mem", resourceapi.ExactDeviceRequest{DeviceClassName: gpu.DriverName, Capacity: withMem}))
 	pod := func(claimName string, tmpl bool) *v1.Pod {
 		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: v1.PodSpec{Containers: []v1.Container{{
 			Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2"), v1.ResourceMemory: resource.MustParse("1Mi")}}}}}}
@@ -158,16 +159,6 @@ func TestPodTask(t *testing.T) {
 				t.Errorf("PodTask = %v %v, want %v %v", got, has, c.want, c.hasGPU)
 			}
 		})
-	}
-}
-
-func TestModelSelectorRoundTrip(t *testing.T) {
-	m := []string{"A10", "G2"}
-	if got := ModelsFromSelector(ModelSelector(m)); !slices.Equal(got, m) {
-		t.Errorf("round trip = %v", got)
-	}
-	if got := ModelsFromSelector(`device.attributes["gpu.strata.dev"].memory > 1`); got != nil {
-		t.Errorf("foreign selector parsed as %v", got)
 	}
 }
 
@@ -216,7 +207,7 @@ func TestSliceCache(t *testing.T) {
 	// last list is not the same list.
 	extra := gpuSlice("a", "T4", 1)
 	extra.Name, extra.Spec.Pool.Name = "a-extra", "a-extra"
-	extra.Spec.Devices[0].Attributes[AttrIndex] = resourceapi.DeviceAttribute{IntValue: ptr.To(int64(5))}
+	extra.Spec.Devices[0].Attributes[gpu.AttrIndex] = resourceapi.DeviceAttribute{IntValue: ptr.To(int64(5))}
 	if got := c.get([]*resourceapi.ResourceSlice{a2, extra}); len(got["a"].gpus) != 5 || got["a"].size != 6 {
 		t.Errorf("two slices of node a: %+v, want 5 GPUs over indexes 0-5", got["a"])
 	}

@@ -8,6 +8,7 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 )
 
@@ -32,7 +33,7 @@ func (s *Store) AddNode(name, model string, gpus int) {
 	defer s.mu.Unlock()
 	n := &gpushare.Node{Name: name, Model: model, GPUFree: make([]int64, gpus)}
 	for i := range n.GPUFree {
-		n.GPUFree[i] = gpushare.MilliPerGPU
+		n.GPUFree[i] = gpu.MilliPerGPU
 	}
 	s.gpus[name] = n
 }

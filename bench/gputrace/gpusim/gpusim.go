@@ -1,8 +1,11 @@
 // Package gpusim is the StrataGPUSim plugin: Filter and Reserve for GPUs on
-// an in-memory gpustate.Store instead of DRA. The trace replay uses it so
-// that ten seeds of 1,213 nodes run in minutes; the product uses the
-// in-tree DynamicResources plugin, whose Filter/Reserve this one mirrors on
-// the same resource model (see ../README.md for what differs).
+// an in-memory gpustate.Store instead of DRA. Only the trace replay uses
+// it, so that the full trace replays in minutes rather than through the
+// DRA allocator; the product uses the in-tree DynamicResources plugin,
+// whose Filter/Reserve this one mirrors on the same resource model (see
+// pkg/scheduler/plugins/README.md, "Replay versus product", for what
+// differs). It lives with the benchmark so that nothing in the product can
+// come to depend on it.
 package gpusim
 
 import (
