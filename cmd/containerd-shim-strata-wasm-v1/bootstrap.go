@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/strata-dev/strata/pkg/layout"
 	"net"
 	"os"
 	"os/exec"
@@ -27,12 +28,12 @@ const (
 	annSandboxID     = "io.kubernetes.cri.sandbox-id"
 	// socketDirEnv overrides where shim sockets live (default, like runc's
 	// shim, /run/containerd/s).
-	socketDirEnv = "STRATA_WASM_SOCKET_DIR"
+	socketDirEnv = layout.EnvWasmSocketDir
 	// scopeEnv=node makes one shim serve every wasm pod of the containerd
 	// namespace instead of one shim per pod: pods then share compiled
 	// modules and the shim's own memory, at the price of one process whose
 	// failure stops all of them.
-	scopeEnv = "STRATA_WASM_SHIM_SCOPE"
+	scopeEnv = layout.EnvWasmShimScope
 )
 
 // group says which tasks share a shim: a pod's tasks (CRI's sandbox id),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/strata-dev/strata/pkg/layout"
 	"net"
 	"os"
 	"os/exec"
@@ -30,7 +31,7 @@ import (
 // shim inherits it).
 const (
 	// cacheDirEnv is where compiled modules are kept across pods and shims.
-	cacheDirEnv     = "STRATA_WASM_CACHE_DIR"
+	cacheDirEnv     = layout.EnvWasmCacheDir
 	defaultCacheDir = "/var/lib/strata/wasm-cache"
 )
 

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"github.com/strata-dev/strata/pkg/layout"
 	"os"
 
 	"github.com/strata-dev/strata/pkg/dra/cdiwrap"
@@ -21,13 +22,13 @@ import (
 
 func main() {
 	var args []string
-	if v := os.Getenv("STRATA_RUNC_POD_DIR"); v != "" {
+	if v := os.Getenv(layout.EnvRuncPodDir); v != "" {
 		args = append(args, "--pod-dir", v)
 	}
-	if v := os.Getenv("STRATA_RUNC_CDI_DIR"); v != "" {
+	if v := os.Getenv(layout.EnvRuncCDIDir); v != "" {
 		args = append(args, "--cdi-dir", v)
 	}
-	if v := os.Getenv("STRATA_RUNC_REAL"); v != "" {
+	if v := os.Getenv(layout.EnvRuncReal); v != "" {
 		args = append(args, "--runc", v)
 	}
 	args = append(args, "--")

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -42,12 +40,9 @@ func (f *functionFlags) add(cmd *cobra.Command) {
 }
 
 func (f *functionFlags) clients() (client.Client, kubernetes.Interface, error) {
-	path := f.kubeconfig
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		path = filepath.Join(f.dataDir, "admin.kubeconfig")
+	path, err := kubeconfigPath(f.kubeconfig, f.dataDir)
+	if err != nil {
+		return nil, nil, err
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/cli"
@@ -17,8 +16,12 @@ func newKubectlCommand() *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			dataDir, rest := takeDataDir(args, defaultDataDir())
-			if os.Getenv("KUBECONFIG") == "" && !hasKubeconfigFlag(rest) {
-				os.Setenv("KUBECONFIG", filepath.Join(dataDir, "admin.kubeconfig"))
+			if !hasKubeconfigFlag(rest) {
+				path, err := kubeconfigPath("", dataDir)
+				if err != nil {
+					return err
+				}
+				os.Setenv("KUBECONFIG", path)
 			}
 			// kubectl reads its arguments from os.Args (plugins included).
 			os.Args = append([]string{"kubectl"}, rest...)

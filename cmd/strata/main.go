@@ -30,12 +30,3 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServerCommand(), newKubectlCommand(), newImageCommand(), newKeysCommand(), newWebhookCommand(), newFunctionCommand(), newGPUCommand(), newVersionCommand())
 	return root
 }
-
-// defaultDataDir honours STRATA_DATA_DIR so every subcommand finds the
-// same cluster without repeating --data-dir.
-func defaultDataDir() string {
-	if d := os.Getenv("STRATA_DATA_DIR"); d != "" {
-		return d
-	}
-	return "/var/lib/strata"
-}

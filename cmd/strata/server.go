@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/server"
+	"github.com/strata-dev/strata/pkg/supervise"
 )
 
 func newServerCommand() *cobra.Command {
@@ -28,6 +29,7 @@ data dir to get the same cluster back.`,
 			if !cmd.Flags().Changed("gc-percent") && os.Getenv("GOGC") != "" {
 				cfg.GCPercent = 0 // the environment's GOGC stays
 			}
+			cfg.Faults = os.Getenv(supervise.FaultsEnv)
 			ctx, stop := signalContext()
 			defer stop()
 			return server.Run(ctx, cfg)

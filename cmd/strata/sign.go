@@ -11,7 +11,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/pkg/fileutil"
-	"github.com/strata-dev/strata/pkg/server"
 	"github.com/strata-dev/strata/pkg/signing"
 	strataversion "github.com/strata-dev/strata/pkg/version"
 )
@@ -96,8 +95,11 @@ strata-system/image-signing-key.`,
 			case clusterKey && keyFile != "":
 				return errors.New("--key and --cluster-key both given: choose one")
 			case clusterKey:
-				cfg := server.Config{DataDir: dataDir}
-				keyFile, _, passwordFile = cfg.SigningKeyFiles()
+				l, err := dataLayout(dataDir)
+				if err != nil {
+					return err
+				}
+				keyFile, _, passwordFile = l.SigningKey()
 				if !fileutil.Exists(keyFile) {
 					return fmt.Errorf("--cluster-key: %s does not exist: start `strata server --data-dir %s` once, or pass --data-dir", keyFile, dataDir)
 				}

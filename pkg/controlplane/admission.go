@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/strata-dev/strata/pkg/fileutil"
@@ -59,6 +58,6 @@ plugins:
       runtimeClasses: []
       namespaces:%[2]s
 `, level, ns.String())
-	file := filepath.Join(c.DataDir, "config", "admission.yaml")
+	file := c.Layout.AdmissionConfig()
 	return file, fileutil.WriteAtomic(file, []byte(content), 0o644)
 }

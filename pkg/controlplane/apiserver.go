@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/errors"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -95,6 +96,8 @@ func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	// The aggregator is the server of the chain that serves HTTP.
+	chain.GenericAPIServer.ShutdownTimeout = shutdownTimeout
 	prepared, err := chain.PrepareRun()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -123,3 +126,14 @@ func cacheClientCerts(config *apiserverapp.Config) {
 		a.Authenticator = wrapped
 	}
 }
+
+// shutdownTimeout bounds how long kube-apiserver's HTTP server waits for
+// open connections when it stops. Upstream waits up to the request
+// timeout (a minute) for them, for the sake of clients behind a load
+// balancer; here every client is in this process or on this machine, and
+// some in-process clients (kube-proxy's informers run with NeverStop)
+// never close their watches, so a stop would always wait out the minute
+// (and HTTP/2 alone waits a second for each client's GOAWAY answer).
+// Requests in flight still drain first: RunWithContext waits for them
+// whatever this timeout.
+const shutdownTimeout = 200 * time.Millisecond

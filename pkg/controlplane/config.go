@@ -5,17 +5,18 @@ package controlplane
 
 import (
 	"fmt"
-	"github.com/strata-dev/strata/pkg/fileutil"
 	"net"
 	"os"
-	"path/filepath"
 
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/layout"
 )
 
 // Config is what the control plane needs to know about the cluster.
 type Config struct {
-	DataDir string
+	// Layout places etcd, the PKI, kubeconfigs and logs under the data dir.
+	Layout layout.Layout
 	// BindAddress is where kube-apiserver listens; AdvertiseAddress is the
 	// address that pods and other nodes use to reach it.
 	BindAddress      net.IP
@@ -41,9 +42,9 @@ type Config struct {
 }
 
 // Paths under the data dir that other packages read.
-func (c *Config) PKIDir() string              { return filepath.Join(c.DataDir, "pki") }
-func (c *Config) CAFile() string              { return filepath.Join(c.PKIDir(), "ca.crt") }
-func (c *Config) AdminKubeconfig() string     { return filepath.Join(c.DataDir, "admin.kubeconfig") }
+func (c *Config) PKIDir() string              { return c.Layout.PKIDir() }
+func (c *Config) CAFile() string              { return c.Layout.CAFile() }
+func (c *Config) AdminKubeconfig() string     { return c.Layout.AdminKubeconfig() }
 func (c *Config) KubeletKubeconfig() string   { return c.kubeconfigPath("kubelet") }
 func (c *Config) KubeProxyKubeconfig() string { return c.kubeconfigPath("kube-proxy") }
 func (c *Config) SchedulerKubeconfig() string { return c.kubeconfigPath("scheduler") }
@@ -73,9 +74,10 @@ func (c *Config) WebhookServingCert() pki.Paths { return c.certs.webhook }
 // ServerURL is the loopback URL the in-process components use.
 func (c *Config) ServerURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.APIPort) }
 
-func (c *Config) kubeconfigPath(name string) string {
-	return filepath.Join(c.DataDir, "kubeconfigs", name+".kubeconfig")
-}
+func (c *Config) kubeconfigPath(name string) string { return c.Layout.Kubeconfig(name) }
+
+// EtcdEndpoint is etcd's client address on loopback.
+func (c *Config) EtcdEndpoint() string { return fmt.Sprintf("127.0.0.1:%d", c.EtcdPort) }
 
 // KubernetesServiceIP is the first address of the service range, the
 // ClusterIP of the `kubernetes` Service.
@@ -136,7 +138,7 @@ func (c *Config) EnsurePKI() error {
 			apiNames = append(apiNames, san)
 		}
 	}
-	s := &certSet{ca: ca, saKey: filepath.Join(dir, "service-account.key")}
+	s := &certSet{ca: ca, saKey: c.Layout.ServiceAccountKey()}
 	issue := []struct {
 		into *pki.Paths
 		cert pki.Cert

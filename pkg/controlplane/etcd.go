@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -12,18 +11,42 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Etcd is the embedded etcd member that stores the cluster state.
-type Etcd struct {
-	e *embed.Etcd
+// RunEtcd runs a single-member etcd under the data dir with mutual TLS on
+// loopback, so that only holders of a cluster certificate reach the state.
+// It calls ready once etcd serves, and returns when ctx ends (after closing
+// etcd, which flushes its WAL) or when etcd fails.
+func RunEtcd(ctx context.Context, c *Config, ready func()) error {
+	e, err := embed.StartEtcd(c.etcdConfig())
+	if err != nil {
+		return fmt.Errorf("start etcd: %w", err)
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+		klog.InfoS("etcd is ready", "dir", c.Layout.EtcdDir())
+	case err := <-e.Err():
+		return fmt.Errorf("start etcd: %w", err)
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("start etcd: not ready after 60s (see %s)", c.Layout.EtcdLog())
+	case <-ctx.Done():
+		return nil
+	}
+	ready()
+	select {
+	case err := <-e.Err():
+		return fmt.Errorf("etcd: %w", err)
+	case <-e.Server.StopNotify():
+		return fmt.Errorf("etcd stopped on its own (see %s)", c.Layout.EtcdLog())
+	case <-ctx.Done():
+		return nil
+	}
 }
 
-// StartEtcd starts a single-member etcd under DATA/etcd with mutual TLS on
-// loopback, so that only holders of a cluster certificate reach the state.
-func StartEtcd(ctx context.Context, c *Config) (*Etcd, error) {
+func (c *Config) etcdConfig() *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "strata"
-	cfg.Dir = filepath.Join(c.DataDir, "etcd")
-	client := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", c.EtcdPort)}
+	cfg.Dir = c.Layout.EtcdDir()
+	client := url.URL{Scheme: "https", Host: c.EtcdEndpoint()}
 	peer := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", c.EtcdPort+1)}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
@@ -38,38 +61,11 @@ func StartEtcd(ctx context.Context, c *Config) (*Etcd, error) {
 	}
 	cfg.PeerTLSInfo = cfg.ClientTLSInfo
 	cfg.LogLevel = "warn"
-	cfg.LogOutputs = []string{filepath.Join(c.DataDir, "logs", "etcd.log")}
+	cfg.LogOutputs = []string{c.Layout.EtcdLog()}
 	// Compact history every hour, as kube-apiserver itself would ask for,
 	// so a long-running edge node does not grow its database without bound.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	cfg.QuotaBackendBytes = 2 << 30
-
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("start etcd: %w", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-		klog.InfoS("etcd is ready", "dir", cfg.Dir)
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("start etcd: %w", err)
-	case <-time.After(60 * time.Second):
-		e.Close()
-		return nil, fmt.Errorf("start etcd: not ready after 60s (see %s)", cfg.LogOutputs[0])
-	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
-	}
-	return &Etcd{e: e}, nil
+	return cfg
 }
-
-// Endpoint is the client URL for kube-apiserver.
-func (e *Etcd) Endpoint() string { return e.e.Clients[0].Addr().String() }
-
-// Err reports a fatal etcd error.
-func (e *Etcd) Err() <-chan error { return e.e.Err() }
-
-// Close stops etcd after in-flight requests, flushing its WAL.
-func (e *Etcd) Close() { e.e.Close() }

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -33,19 +34,20 @@ type Server struct {
 	Client    kubernetes.Interface
 
 	resolver *Resolver
-	udp, tcp *mdns.Server
 }
 
-// Start lists Services and EndpointSlices, publishes the kube-dns Service
-// that points at this server and starts answering. It returns once the
-// listeners are bound.
-func (s *Server) Start(ctx context.Context) error {
+// Run lists Services and EndpointSlices, publishes the kube-dns Service
+// that points at this server and answers queries until ctx ends. It calls
+// ready once the listeners are bound, and returns an error if either
+// listener stops serving: pods must never be left with a dead resolver.
+func (s *Server) Run(ctx context.Context, ready func()) error {
 	factory := informers.NewSharedInformerFactory(s.Client, 0)
 	svcs := factory.Core().V1().Services()
 	eps := factory.Discovery().V1().EndpointSlices()
 	s.resolver = &Resolver{Domain: mdns.Fqdn(s.Domain), Services: svcs.Lister(), Endpoints: eps.Lister()}
 	svcInformer, epInformer := svcs.Informer(), eps.Informer()
 	factory.Start(ctx.Done())
+	defer factory.Shutdown()
 
 	addr := net.JoinHostPort(s.ListenIP.String(), fmt.Sprint(s.Port))
 	pc, err := net.ListenPacket("udp", addr)
@@ -58,16 +60,18 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("cluster DNS listen tcp %s: %w", addr, err)
 	}
 	handler := mdns.HandlerFunc(s.serve)
-	s.udp = &mdns.Server{PacketConn: pc, Handler: handler}
-	s.tcp = &mdns.Server{Listener: l, Handler: handler}
-	go func() { _ = s.udp.ActivateAndServe() }()
-	go func() { _ = s.tcp.ActivateAndServe() }()
-	go func() {
-		<-ctx.Done()
-		_ = s.udp.Shutdown()
-		_ = s.tcp.Shutdown()
-	}()
-
+	udp := &mdns.Server{PacketConn: pc, Handler: handler}
+	tcp := &mdns.Server{Listener: l, Handler: handler}
+	errc := make(chan error, 2)
+	for proto, srv := range map[string]*mdns.Server{"udp": udp, "tcp": tcp} {
+		go func() {
+			err := srv.ActivateAndServe()
+			if err == nil {
+				err = errors.New("stopped serving")
+			}
+			errc <- fmt.Errorf("cluster DNS %s %s: %w", proto, addr, err)
+		}()
+	}
 	go func() {
 		if !cache.WaitForCacheSync(ctx.Done(), svcInformer.HasSynced, epInformer.HasSynced) {
 			return
@@ -84,7 +88,14 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	klog.InfoS("Cluster DNS listening", "address", addr, "domain", s.Domain)
-	return nil
+	ready()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	_ = udp.Shutdown()
+	_ = tcp.Shutdown()
+	return err
 }
 
 func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {

@@ -91,10 +91,9 @@ type Containerd struct {
 	Env     []string
 	LogFile string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	stopped bool
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Endpoint is the CRI endpoint for the kubelet.
@@ -109,8 +108,29 @@ func (c *Containerd) WriteConfig(file string) error {
 	return fileutil.WriteAtomic(file, buf.Bytes(), 0o644)
 }
 
+// Run starts containerd, calls ready once its socket accepts connections,
+// and returns an error when containerd exits on its own; when ctx ends it
+// stops containerd and returns nil. The caller decides whether to run it
+// again (the server's supervisor restarts it with back-off).
+func (c *Containerd) Run(ctx context.Context, configFile string, ready func()) error {
+	if err := c.Start(ctx, configFile); err != nil {
+		return err
+	}
+	ready()
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
+	c.mu.Unlock()
+	select {
+	case <-exited:
+		return fmt.Errorf("containerd (pid %d) exited: %s; see %s", cmd.Process.Pid, cmd.ProcessState, c.LogFile)
+	case <-ctx.Done():
+		c.Stop()
+		return nil
+	}
+}
+
 // Start writes the config, starts containerd and waits until its socket
-// accepts connections. It keeps restarting containerd if it dies, until Stop.
+// accepts connections.
 func (c *Containerd) Start(ctx context.Context, configFile string) error {
 	if err := c.WriteConfig(configFile); err != nil {
 		return err
@@ -127,7 +147,6 @@ func (c *Containerd) Start(ctx context.Context, configFile string) error {
 		c.Stop()
 		return err
 	}
-	go c.supervise(ctx, configFile)
 	return nil
 }
 
@@ -190,36 +209,9 @@ func (c *Containerd) waitReady(ctx context.Context, timeout time.Duration) error
 	}
 }
 
-// supervise restarts containerd with back-off when it dies on its own.
-func (c *Containerd) supervise(ctx context.Context, configFile string) {
-	backoff := time.Second
-	for {
-		c.mu.Lock()
-		exited := c.exited
-		c.mu.Unlock()
-		<-exited
-		c.mu.Lock()
-		stopped := c.stopped
-		c.mu.Unlock()
-		if stopped || ctx.Err() != nil {
-			return
-		}
-		klog.ErrorS(nil, "containerd exited; restarting", "backoff", backoff, "log", c.LogFile)
-		time.Sleep(backoff)
-		if backoff < 30*time.Second {
-			backoff *= 2
-		}
-		if err := c.spawn(configFile); err != nil {
-			klog.ErrorS(err, "Restart containerd")
-			continue
-		}
-	}
-}
-
 // Stop terminates containerd: SIGTERM, then SIGKILL after a grace period.
 func (c *Containerd) Stop() {
 	c.mu.Lock()
-	c.stopped = true
 	cmd, exited := c.cmd, c.exited
 	c.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {

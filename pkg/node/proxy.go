@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -43,8 +44,18 @@ func RunProxy(ctx context.Context, p *ProxyConfig) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("kube-proxy options: %w", err)
 	}
-	if err := opts.Run(ctx); err != nil {
+	// Upstream's run loop returns only on an error, and its informers run
+	// with wait.NeverStop: when ctx ends, stop waiting for it. Its rules
+	// stay in place for the next start, as with a kube-proxy restart.
+	errc := make(chan error, 1)
+	go func() { errc <- opts.Run(ctx) }()
+	select {
+	case err := <-errc:
+		if err == nil {
+			return errors.New("kube-proxy stopped")
+		}
 		return fmt.Errorf("kube-proxy: %w", err)
+	case <-ctx.Done():
+		return nil
 	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/strata-dev/strata/pkg/layout"
 	"os"
 	"path/filepath"
 )
@@ -23,7 +24,7 @@ func (c *Containerd) AddWasmRuntime(shim, cacheDir, socketDir string) {
 	})
 	c.Env = append(c.Env,
 		"PATH="+filepath.Dir(shim)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"STRATA_WASM_CACHE_DIR="+cacheDir,
-		"STRATA_WASM_SOCKET_DIR="+socketDir,
+		layout.EnvWasmCacheDir+"="+cacheDir,
+		layout.EnvWasmSocketDir+"="+socketDir,
 	)
 }

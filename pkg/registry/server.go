@@ -6,10 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -19,6 +17,8 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // storage driver registration
 	"github.com/sirupsen/logrus"
 	"k8s.io/klog/v2"
+
+	"github.com/strata-dev/strata/pkg/supervise"
 )
 
 // Server is an OCI distribution registry storing blobs under a directory.
@@ -29,15 +29,26 @@ type Server struct {
 	RootDir string
 	// LogOutput receives the registry's own access and error logs.
 	LogOutput io.Writer
-
-	srv *http.Server
 }
 
-// Start binds the listener and serves in the background.
-func (s *Server) Start(ctx context.Context) error {
+// Run serves the registry on Addr until ctx ends; it calls ready once the
+// listener is bound and returns an error if serving fails.
+func (s *Server) Run(ctx context.Context, ready func()) error {
+	app, err := s.app(ctx)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("OCI registry listening", "address", s.Addr, "root", s.RootDir)
+	if err := supervise.ServeHTTP(ctx, s.Addr, &http.Server{Handler: app, ReadHeaderTimeout: 30 * time.Second}, ready); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) app(ctx context.Context) (http.Handler, error) {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
-		return fmt.Errorf("registry secret: %w", err)
+		return nil, fmt.Errorf("registry secret: %w", err)
 	}
 	cfg := &configuration.Configuration{
 		Storage: configuration.Storage{
@@ -54,26 +65,5 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.LogOutput != nil {
 		logrus.SetOutput(s.LogOutput)
 	}
-
-	l, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("registry listen %s: %w", s.Addr, err)
-	}
-	app := handlers.NewApp(ctx, cfg)
-	s.srv = &http.Server{Handler: app, ReadHeaderTimeout: 30 * time.Second}
-	go func() {
-		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Registry stopped")
-		}
-	}()
-	klog.InfoS("OCI registry listening", "address", s.Addr, "root", s.RootDir)
-	return nil
-}
-
-// Shutdown stops accepting requests and waits for in-flight ones.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
-		return nil
-	}
-	return s.srv.Shutdown(ctx)
+	return handlers.NewApp(ctx, cfg), nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/layout"
 )
 
 // Config is `strata server`'s configuration; flags map onto it one to one.
@@ -74,6 +74,10 @@ type Config struct {
 	// Kubernetes quantity such as 1Gi; "" keeps the environment's.
 	MemoryLimit string
 
+	// Faults injects component failures for the end-to-end tests of the
+	// supervisor's policies (supervise.FaultsEnv); empty in normal use.
+	Faults string
+
 	// Out receives progress lines for the person who started the server.
 	Out io.Writer
 }
@@ -82,7 +86,7 @@ type Config struct {
 func Defaults() Config {
 	host, _ := os.Hostname()
 	return Config{
-		DataDir:       "/var/lib/strata",
+		DataDir:       layout.DefaultDataDir,
 		BindAddress:   "0.0.0.0",
 		APIPort:       6443,
 		EtcdPort:      2379,
@@ -167,14 +171,13 @@ func (c *Config) Validate() error {
 	if c.NodeName == "" {
 		return fmt.Errorf("--node-name is empty and the hostname is unknown: pass --node-name")
 	}
-	abs, err := filepath.Abs(c.DataDir)
+	l, err := layout.New(c.DataDir)
 	if err != nil {
-		return fmt.Errorf("--data-dir %q: %w", c.DataDir, err)
+		return fmt.Errorf("--data-dir: %w", err)
 	}
-	c.DataDir = abs
+	c.DataDir = l.DataDir
 	return nil
 }
 
-func (c *Config) path(parts ...string) string {
-	return filepath.Join(append([]string{c.DataDir}, parts...)...)
-}
+// Layout is the data dir's layout; Validate has made DataDir absolute.
+func (c *Config) Layout() layout.Layout { return layout.Layout{DataDir: c.DataDir} }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/strata-dev/strata/pkg/layout"
 	"net"
 	"os"
 	"path/filepath"
@@ -76,12 +77,12 @@ func TestCheckPortsNamesTheTakenPort(t *testing.T) {
 
 func TestDataDirLockIsExclusive(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	lock, err := checkDataDir(dir)
+	lock, err := checkDataDir(layout.Layout{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lock.Close()
-	if _, err := checkDataDir(dir); err == nil || !strings.Contains(err.Error(), "in use by another strata server") {
+	if _, err := checkDataDir(layout.Layout{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another strata server") {
 		t.Fatalf("second server on the same data dir: %v", err)
 	}
 }
@@ -91,18 +92,8 @@ func TestDataDirUnderAFileIsRefused(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := checkDataDir(filepath.Join(file, "state"))
+	_, err := checkDataDir(layout.Layout{DataDir: filepath.Join(file, "state")})
 	if err == nil || !strings.Contains(err.Error(), "cannot be created: not a directory") {
 		t.Fatalf("got %v", err)
-	}
-}
-
-func TestShortIDIsStableAndShort(t *testing.T) {
-	a, b := shortID("/var/lib/strata"), shortID("/var/lib/strata")
-	if a != b || len(a) != 8 {
-		t.Fatalf("shortID not stable or not 8 chars: %q %q", a, b)
-	}
-	if shortID("/tmp/other") == a {
-		t.Fatal("different data dirs share a runtime dir")
 	}
 }

@@ -4,20 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/pkg/dra"
-	"github.com/strata-dev/strata/pkg/fileutil"
-	"github.com/strata-dev/strata/pkg/scheduler"
 )
 
 // Priority classes for GPU workloads: latency-sensitive inference is
@@ -41,33 +36,6 @@ func gpuInventory(ctx context.Context, cfg *Config) ([]dra.GPU, error) {
 		return nil, fmt.Errorf("GPUs: %w", err)
 	}
 	return gpus, nil
-}
-
-// findRuncWrapper returns strata-runc next to the strata binary.
-func findRuncWrapper() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(filepath.Dir(exe), "strata-runc")
-	if !fileutil.Exists(p) {
-		return "", fmt.Errorf("GPUs: %s is missing; it applies the GPU driver's devices to containers (build it with make build)", p)
-	}
-	return p, nil
-}
-
-// startGPUDriver runs the DRA GPU driver with the node's credentials.
-func startGPUDriver(ctx context.Context, cfg *Config, nodeClient kubernetes.Interface, gpus []dra.GPU, cdiDir string) error {
-	_, err := dra.Start(ctx, dra.Config{
-		NodeName:      cfg.NodeName,
-		Client:        nodeClient,
-		RegistrarDir:  cfg.path("kubelet", "plugins_registry"),
-		PluginDataDir: cfg.path("kubelet", "plugins", dra.DriverName),
-		CDIDir:        cdiDir,
-		StateDir:      cfg.path("dra"),
-		GPUs:          gpus,
-	})
-	return err
 }
 
 // ensureGPUObjects creates (or updates) the GPU DeviceClass and the claim
@@ -121,18 +89,4 @@ func ensure[T metav1.Object](ctx context.Context, c typedClient[T], obj T) error
 	obj.SetResourceVersion(existing.GetResourceVersion())
 	_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
 	return err
-}
-
-// writeSchedulerConfig writes Strata's scheduler profile and returns the
-// flag that uses it.
-func writeSchedulerConfig(cfg *Config, kubeconfig string) ([]string, error) {
-	file := cfg.path("scheduler", "config.yaml")
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return nil, err
-	}
-	if err := fileutil.WriteAtomic(file, []byte(scheduler.Config(kubeconfig)), 0o600); err != nil {
-		return nil, fmt.Errorf("scheduler config: %w", err)
-	}
-	klog.V(2).InfoS("Scheduler profile written", "file", file)
-	return []string{"--config=" + file}, nil
 }

@@ -1,20 +1,176 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/layout"
+	"github.com/strata-dev/strata/pkg/node"
 )
+
+// Fixed loopback ports of node components, as upstream numbers them.
+const (
+	kubeletHealthzPort = 10248
+	proxyHealthzPort   = 10256
+	proxyMetricsPort   = 10249
+)
+
+// nodeBinaries are the programs the node runs, found before anything starts.
+type nodeBinaries struct {
+	containerd, cniDir, pause string
+	// wasmShim and runcWrapper are optional: "" when absent (no wasm
+	// pods) or not needed (no GPUs).
+	wasmShim, runcWrapper string
+}
+
+// preflight checks what can be checked before the first component starts
+// (binaries, GPUs, free ports) and creates the pod bridge, whose address
+// the control plane advertises.
+func (s *server) preflight(ctx context.Context) error {
+	cfg := &s.cfg
+	s.network = &node.Network{Bridge: cfg.Bridge, ClusterCIDR: cfg.ClusterCIDR, ConfDir: s.layout.CNIConfDir(), IPAMDir: s.layout.CNIIPAMDir()}
+	nodeIP, _, err := s.network.Gateway()
+	if err != nil {
+		return err
+	}
+	if !cfg.DisableAgent {
+		if err := s.findNodeBinaries(ctx); err != nil {
+			return err
+		}
+	}
+	if err := checkPorts(s.ports()); err != nil {
+		return err
+	}
+	if !cfg.DisableAgent {
+		if nodeIP, err = s.network.EnsureBridge(); err != nil {
+			return err
+		}
+		// The node's own ports are on the bridge address, which exists now.
+		if err := checkPorts([]portUse{
+			{"tcp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.KubeletPort)), "kubelet", "--kubelet-port"},
+			{"udp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.DNSPort)), "cluster DNS", "--dns-port"},
+			{"tcp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.DNSPort)), "cluster DNS", "--dns-port"},
+		}); err != nil {
+			return err
+		}
+	}
+	s.nodeIP = nodeIP
+	s.cp = &controlplane.Config{
+		Layout:             s.layout,
+		BindAddress:        net.ParseIP(cfg.BindAddress),
+		AdvertiseAddress:   nodeIP,
+		APIPort:            cfg.APIPort,
+		EtcdPort:           cfg.EtcdPort,
+		ServiceCIDR:        cfg.ServiceCIDR,
+		ClusterCIDR:        cfg.ClusterCIDR,
+		ClusterDomain:      cfg.ClusterDomain,
+		NodeName:           cfg.NodeName,
+		ExtraSANs:          cfg.TLSSANs,
+		PodSecurityDefault: cfg.PodSecurity,
+		Profiling:          cfg.Profiling,
+		FeatureGates:       cfg.FeatureGates,
+	}
+	return nil
+}
+
+func (s *server) findNodeBinaries(ctx context.Context) error {
+	cfg, b := &s.cfg, &s.bins
+	var err error
+	if b.containerd, err = node.FindContainerd(cfg.Containerd); err != nil {
+		return err
+	}
+	if b.cniDir, err = node.FindCNIBinDir(candidates(cfg.CNIBinDir, "/usr/lib/cni", "/opt/cni/bin")...); err != nil {
+		return err
+	}
+	if b.pause, err = findPause(cfg.PauseBinary); err != nil {
+		return err
+	}
+	b.wasmShim = besideStrata(wasmShimName)
+	if s.gpus, err = gpuInventory(ctx, cfg); err != nil {
+		return err
+	}
+	if len(s.gpus) > 0 {
+		if b.runcWrapper = besideStrata("strata-runc"); b.runcWrapper == "" {
+			return fmt.Errorf("GPUs: strata-runc is missing next to strata; it applies the GPU driver's devices to containers (build it with make build)")
+		}
+	}
+	return nil
+}
+
+// ports are the ports the server listens on, with who needs them and the
+// flag that moves them.
+func (s *server) ports() []portUse {
+	cfg := &s.cfg
+	bind := cfg.BindAddress
+	ports := []portUse{
+		{"tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.APIPort)), "kube-apiserver", "--https-port"},
+		{"tcp", loopback(cfg.EtcdPort), "etcd client", "--etcd-port"},
+		{"tcp", loopback(cfg.EtcdPort + 1), "etcd peer", "--etcd-port"},
+		{"tcp", loopback(cfg.RegistryPort), "OCI registry", "--registry-port"},
+		{"tcp", loopback(cfg.WebhookPort), "admission webhooks", "--webhook-port"},
+		{"tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.GatewayPort)), "function gateway", "--gateway-port"},
+		{"tcp", loopback(cfg.MetricsPort), "metrics", "--metrics-port"},
+	}
+	if !cfg.DisableAgent {
+		ports = append(ports,
+			portUse{"tcp", loopback(kubeletHealthzPort), "kubelet healthz", ""},
+			portUse{"tcp", loopback(proxyHealthzPort), "kube-proxy healthz", ""},
+			portUse{"tcp", loopback(proxyMetricsPort), "kube-proxy metrics", ""},
+		)
+	}
+	return ports
+}
+
+// findPause locates strata-pause: the flag, or next to the strata binary.
+func findPause(flagValue string) (string, error) {
+	if flagValue != "" {
+		if _, err := os.Stat(flagValue); err != nil {
+			return "", fmt.Errorf("--pause-binary %s: %v", flagValue, unwrapPathErr(err))
+		}
+		return flagValue, nil
+	}
+	if p := besideStrata("strata-pause"); p != "" {
+		return p, nil
+	}
+	return "", errors.New("strata-pause not found next to the strata binary: build both with `make build` or pass --pause-binary")
+}
+
+// besideStrata returns the path of a helper binary built next to strata,
+// or "" when it is not there.
+func besideStrata(name string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), name)
+	if !fileutil.Exists(p) {
+		return ""
+	}
+	return p
+}
+
+func candidates(first string, rest ...string) []string {
+	if first != "" {
+		return []string{first}
+	}
+	return rest
+}
 
 // checkDataDir makes sure the state directory can be created and written,
 // and takes an exclusive lock so two servers never share it.
-func checkDataDir(dir string) (*os.File, error) {
+func checkDataDir(l layout.Layout) (*os.File, error) {
+	dir := l.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s cannot be created: %v; pass --data-dir with a directory you can write", dir, unwrapPathErr(err))
 	}
@@ -24,7 +180,7 @@ func checkDataDir(dir string) (*os.File, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	lock, err := os.OpenFile(filepath.Join(dir, "strata.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(l.Lock(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: lock file: %w", dir, err)
 	}

@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,20 +19,6 @@ const (
 	wasmShimName  = "containerd-shim-strata-wasm-v1"
 	wasmNodeLabel = "strata.dev/wasm"
 )
-
-// findWasmShim returns the shim next to the strata binary, or "" when it
-// was not built: the node then runs without wasm support.
-func findWasmShim() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	p := filepath.Join(filepath.Dir(exe), wasmShimName)
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
-}
 
 // ensureRuntimeClass creates RuntimeClass wasm, scheduled onto nodes that
 // have the shim.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	servingv1 "github.com/strata-dev/strata/api/serving/v1alpha1"
 	"github.com/strata-dev/strata/pkg/controllers/function"
 	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/supervise"
 	"github.com/strata-dev/strata/pkg/wasm"
 )
 
@@ -59,8 +59,9 @@ type Server struct {
 	Gateway *Gateway
 	Host    *WasmHost
 	mgr     manager.Manager
-	srv     *http.Server
 	engine  *wasm.Engine
+	scaler  *scaler
+	addr    string
 }
 
 // Scheme knows the types the serverless manager reads and writes.
@@ -74,9 +75,9 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// Start runs the Function controller, the gateway and the autoscaler
-// until ctx is done. The Function CRD must be installed.
-func Start(ctx context.Context, rc *rest.Config, o Options) (*Server, error) {
+// New builds the Function controller, the gateway and the autoscaler;
+// Run runs them. The Function CRD must be installed before Run.
+func New(rc *rest.Config, o Options) (*Server, error) {
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, err
@@ -148,32 +149,65 @@ func Start(ctx context.Context, rc *rest.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("function gateway sync: %w", err)
 	}
 
-	l, err := net.Listen("tcp", o.GatewayAddr)
-	if err != nil {
-		return nil, fmt.Errorf("function gateway: listen on %s: %w", o.GatewayAddr, err)
-	}
-	s := &Server{Gateway: gw, Host: host, mgr: mgr, engine: engine,
-		srv: &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}}
+	return &Server{Gateway: gw, Host: host, mgr: mgr, engine: engine, scaler: sc, addr: o.GatewayAddr}, nil
+}
+
+// Run serves the gateway and runs the controller and the autoscaler until
+// ctx ends; it calls ready once the gateway listens and the controller's
+// cache has synced, and returns the first failure of either.
+func (s *Server) Run(ctx context.Context, ready func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
 	go func() {
-		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Function gateway stopped")
+		if err := s.mgr.Start(ctx); err != nil {
+			errc <- fmt.Errorf("function controller: %w", err)
+			return
 		}
+		errc <- nil
 	}()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			klog.ErrorS(err, "Serverless manager stopped")
-		}
-	}()
-	go sc.run(ctx)
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	go s.scaler.run(ctx)
+	defer func() {
+		s.Host.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_ = s.srv.Shutdown(sctx)
-		host.Close()
-		_ = engine.Close(sctx)
+		_ = s.engine.Close(sctx)
 	}()
-	return s, nil
+	serving := make(chan struct{})
+	go func() {
+		err := supervise.ServeHTTP(ctx, s.addr, &http.Server{Handler: s.Gateway, ReadHeaderTimeout: 10 * time.Second}, func() { close(serving) })
+		if err != nil {
+			err = fmt.Errorf("function gateway: %w", err)
+		}
+		errc <- err
+	}()
+	select {
+	case <-serving:
+	case err := <-errc:
+		return err
+	}
+	if !s.mgr.GetCache().WaitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("function controller: cache did not sync")
+	}
+	ready()
+	select {
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("function controller stopped")
+		}
+		return err
+	case <-ctx.Done():
+		cancel()
+		<-errc
+		<-errc
+		return nil
+	}
 }
 
 // MetricsHandler serves the gateway's metrics in the Prometheus text

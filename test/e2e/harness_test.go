@@ -88,6 +88,8 @@ type server struct {
 	out     *bytes.Buffer
 	exited  chan struct{}
 	client  kubernetes.Interface
+	// stopTook is how long the last stop took from SIGTERM to exit.
+	stopTook time.Duration
 }
 
 // shared is the server most tests use; started on first use.
@@ -180,9 +182,11 @@ func (s *server) stop() error {
 		return nil
 	}
 	defer func() { s.cmd = nil; s.client = nil }()
+	start := time.Now()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
+		s.stopTook = time.Since(start)
 	case <-time.After(90 * time.Second):
 		_ = s.cmd.Process.Kill()
 		return fmt.Errorf("server did not exit within 90s of SIGTERM\n%s", s.out.String())
@@ -212,9 +216,16 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 
 // leftovers lists what a stopped server must not leave behind: processes
 // of its containerd (containerd itself, shims and their containers) or of
-// its data dir, and mounts under the data dir.
+// its data dir, mounts under the data dir and pod cgroups (no other node
+// runs while the tests check).
 func (s *server) leftovers() []string {
 	var leaks []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/kubepods/pod*", "/sys/fs/cgroup/*/kubepods/*/pod*"} {
+		dirs, _ := filepath.Glob(pattern)
+		for _, d := range dirs {
+			leaks = append(leaks, "cgroup "+d)
+		}
+	}
 	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, line := range strings.Split(string(mounts), "\n") {
 			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") {

@@ -82,6 +82,11 @@ func TestRestartKeepsState(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Issue 20: a server with the demo running stops within 2 s.
+	t.Logf("stopped in %s", s.stopTook)
+	if s.stopTook > 2*time.Second {
+		t.Errorf("SIGTERM to exit took %s, want under 2s\n%s", s.stopTook, s.out.String())
+	}
 	if leaks := s.leftovers(); len(leaks) > 0 {
 		t.Fatalf("left behind after SIGTERM:\n%s", strings.Join(leaks, "\n"))
 	}

@@ -29,13 +29,17 @@ func Start(t testing.TB) string {
 	addr := FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
-	if err := srv.Start(ctx); err != nil {
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
 		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
 		cancel()
+		<-done
 	})
 	return addr
 }

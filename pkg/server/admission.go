@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,8 +23,8 @@ import (
 
 	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
-	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/security"
 	"github.com/strata-dev/strata/pkg/signing"
 )
@@ -38,13 +39,6 @@ const (
 	signingKeyPublicKey = "cosign.pub"
 )
 
-// SigningKeyFiles are the server's image signing key pair and the file
-// holding the private key's password, under DATA/signing.
-func (c *Config) SigningKeyFiles() (privateKey, publicKey, password string) {
-	dir := c.path("signing")
-	return filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub"), filepath.Join(dir, "cosign.password")
-}
-
 // ensureSigningKey loads the server's signing key, creating it on first
 // start. The private key is encrypted like cosign's, with a random password
 // kept beside it (mode 0600) so that `strata image sign --cluster-key` and
@@ -55,8 +49,8 @@ type systemKey struct {
 	publicPEM []byte
 }
 
-func ensureSigningKey(cfg *Config) (*systemKey, error) {
-	keyFile, pubFile, pwFile := cfg.SigningKeyFiles()
+func ensureSigningKey(l layout.Layout) (*systemKey, error) {
+	keyFile, pubFile, pwFile := l.SigningKey()
 	if !fileutil.Exists(keyFile) {
 		if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
 			return nil, fmt.Errorf("signing key: %w", err)
@@ -72,7 +66,7 @@ func ensureSigningKey(cfg *Config) (*systemKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, _, err := signing.WriteKeyPair(kp, filepath.Join(filepath.Dir(keyFile), "cosign"), true); err != nil {
+		if _, _, err := signing.WriteKeyPair(kp, l.SigningKeyPrefix(), true); err != nil {
 			return nil, fmt.Errorf("signing key: %w", err)
 		}
 	}
@@ -91,82 +85,89 @@ func ensureSigningKey(cfg *Config) (*systemKey, error) {
 	return &systemKey{signer: signer, publicPEM: pub}, nil
 }
 
-// startImagePolicy installs the ClusterImagePolicy CRD and the system
-// policy, starts the webhook and the policy controller, and registers the
-// webhooks with the API server once they answer. It returns when admission
-// is enforced, so nothing the caller starts afterwards (the controller
-// manager creating pods, for one) slips past it.
-func startImagePolicy(ctx context.Context, cfg *Config, cp *controlplane.Config, rc *rest.Config, publicKey []byte) error {
-	scheme, err := security.Scheme()
+// runAdmission serves the admission webhooks (image policy, device
+// classes) and the policy controller, and registers the webhooks with the
+// API server once they answer. It is ready when admission is enforced, so
+// nothing that requires it (the admin kubeconfig) slips past it.
+func (s *server) runAdmission(ctx context.Context, ready func()) error {
+	c, err := s.securityClient()
 	if err != nil {
 		return err
 	}
-	c, err := client.New(rc, client.Options{Scheme: scheme})
+	rc, err := s.supervisorREST()
 	if err != nil {
-		return fmt.Errorf("image policy client: %w", err)
-	}
-	if err := security.InstallCRDs(ctx, c); err != nil {
 		return err
 	}
-	klog.InfoS("Image policy CRDs established")
 	// The first write of a new custom resource is slow (~2 s here): do it
 	// while the webhook starts. Until the policy exists, Strata's images
 	// match no policy and are denied, never admitted unchecked.
 	systemPolicy := make(chan error, 1)
-	go func() { systemPolicy <- ensureSystemPolicy(ctx, c, cfg, publicKey) }()
+	go func() { systemPolicy <- ensureSystemPolicy(ctx, c, s.cfg.RegistryPort, s.key.publicPEM) }()
 
 	// controller-runtime keeps one process-wide logger.
 	ctrl.SetLogger(klog.NewKlogr().WithName("image-policy"))
-	unmatched, _ := imagepolicy.ParseUnmatched(cfg.UnmatchedImages) // checked by Validate
+	unmatched, _ := imagepolicy.ParseUnmatched(s.cfg.UnmatchedImages) // checked by Validate
 	opts := imagepolicy.DefaultOptions()
-	opts.Unmatched, opts.Timeout, opts.CacheTTL = unmatched, cfg.ImageVerifyTimeout, cfg.ImageCacheTTL
-	cert := cp.WebhookServingCert()
+	opts.Unmatched, opts.Timeout, opts.CacheTTL = unmatched, s.cfg.ImageVerifyTimeout, s.cfg.ImageCacheTTL
+	cert := s.cp.WebhookServingCert()
 	mgr, err := security.NewManager(rc, webhook.Options{
 		Host:     "127.0.0.1",
-		Port:     cfg.WebhookPort,
+		Port:     s.cfg.WebhookPort,
 		CertDir:  filepath.Dir(cert.CertFile),
 		CertName: filepath.Base(cert.CertFile),
 		KeyName:  filepath.Base(cert.KeyFile),
+		// HTTP/1.1: a stopping HTTP/2 server waits a second for its
+		// client's answer to GOAWAY, and the API server talks either.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 	}, opts)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- mgr.Start(ctx) }()
+	stopped := func() error {
+		if err := <-errc; err != nil {
+			return fmt.Errorf("image policy manager: %w", err)
+		}
+		return nil
+	}
 	// Register only once the webhook serves from a synced cache: the
 	// webhooks fail closed, so registering early would refuse pods.
 	if err := security.WaitServing(ctx, mgr, errc); err != nil {
+		cancel()
+		<-errc
 		return err
 	}
 	klog.InfoS("Image policy webhook serving")
-	caPEM, err := os.ReadFile(cp.CAFile())
-	if err != nil {
-		return fmt.Errorf("read cluster CA: %w", err)
+	caPEM, err := os.ReadFile(s.cp.CAFile())
+	if err == nil {
+		err = security.RegisterWebhooks(ctx, c, func(path string) admissionregistrationv1.WebhookClientConfig {
+			url := fmt.Sprintf("https://127.0.0.1:%d%s", s.cfg.WebhookPort, path)
+			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+		})
 	}
-	err = security.RegisterWebhooks(ctx, c, func(path string) admissionregistrationv1.WebhookClientConfig {
-		url := fmt.Sprintf("https://127.0.0.1:%d%s", cfg.WebhookPort, path)
-		return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
-	})
+	if err == nil {
+		err = <-systemPolicy
+	}
 	if err != nil {
+		cancel()
+		<-errc
 		return err
 	}
-	if err := <-systemPolicy; err != nil {
+	s.say("image signature policy enforced (unmatched images: %s)", s.cfg.UnmatchedImages)
+	ready()
+	if err := stopped(); err != nil || ctx.Err() != nil {
 		return err
 	}
-	klog.InfoS("System image policy ensured")
-	// Keep reporting a manager that dies later.
-	go func() {
-		if err := <-errc; err != nil && ctx.Err() == nil {
-			klog.ErrorS(err, "Image policy manager stopped")
-		}
-	}()
-	return nil
+	return errors.New("image policy manager stopped")
 }
 
 // ensureSystemPolicy publishes the server's public key and the policy
 // that covers Strata's own images. The key Secret always follows the key on
 // disk; the policy is created once, so an administrator's edits stay.
-func ensureSystemPolicy(ctx context.Context, c client.Client, cfg *Config, publicKey []byte) error {
+func ensureSystemPolicy(ctx context.Context, c client.Client, registryPort int, publicKey []byte) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
@@ -182,8 +183,8 @@ func ensureSystemPolicy(ctx context.Context, c client.Client, cfg *Config, publi
 		ObjectMeta: metav1.ObjectMeta{Name: systemImagePolicy},
 		Spec: securityv1.ClusterImagePolicySpec{
 			Images: []securityv1.ImagePattern{
-				{Glob: fmt.Sprintf("localhost:%d/strata/**", cfg.RegistryPort)},
-				{Glob: fmt.Sprintf("127.0.0.1:%d/strata/**", cfg.RegistryPort)},
+				{Glob: fmt.Sprintf("localhost:%d/strata/**", registryPort)},
+				{Glob: fmt.Sprintf("127.0.0.1:%d/strata/**", registryPort)},
 			},
 			Authorities: []securityv1.Authority{{
 				Name: "strata-server",

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/scheduler"
+	"github.com/strata-dev/strata/pkg/supervise"
+)
+
+// Component names, as the terminal, errors and ARCHITECTURE.md call them.
+const (
+	compEtcd        = "etcd"
+	compSigningKey  = "signing-key"
+	compRegistry    = "registry"
+	compAPIServer   = "kube-apiserver"
+	compControllers = "kube-controller-manager"
+	compScheduler   = "kube-scheduler"
+)
+
+// controlPlane is etcd, the API server, the controller manager, the
+// scheduler, the OCI registry and the server's signing key.
+func (s *server) controlPlane() []supervise.Component {
+	seeLog := "see " + s.layout.StrataLog()
+	reg := &registry.Server{Addr: loopback(s.cfg.RegistryPort), RootDir: s.layout.RegistryDir(), LogOutput: klogWriter{}}
+	return []supervise.Component{
+		{Name: compEtcd, Hint: "see " + s.layout.EtcdLog(), Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			return controlplane.RunEtcd(ctx, s.cp, func() {
+				s.say("etcd ready (%s)", s.layout.EtcdDir())
+				ready()
+			})
+		})},
+		// Decrypting the key costs ~0.5 s of scrypt: done beside etcd and
+		// the API server; its users require it.
+		supervise.Task(compSigningKey, nil, func(context.Context) error {
+			key, err := ensureSigningKey(s.layout)
+			s.key = key
+			return err
+		}),
+		{Name: compRegistry, Hint: seeLog, Runnable: supervise.RunFunc(reg.Run)},
+		{Name: compAPIServer, Requires: []string{compEtcd}, Hint: seeLog, Runnable: supervise.RunFunc(s.runAPIServer)},
+		{Name: compControllers, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			// Ready once it built its controllers: the kubelet must
+			// initialise after them (see node.go).
+			return controlplane.RunControllerManager(ctx, s.cp, nil, func() {
+				klog.InfoS("kube-controller-manager built its controllers")
+				ready()
+			})
+		})},
+		{Name: compScheduler, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			file := s.layout.SchedulerConfig()
+			if err := fileutil.WriteAtomic(file, []byte(scheduler.Config(s.cp.SchedulerKubeconfig())), 0o600); err != nil {
+				return fmt.Errorf("scheduler config: %w", err)
+			}
+			ready()
+			return controlplane.RunScheduler(ctx, s.cp, []string{"--config=" + file}, scheduler.Plugins()...)
+		})},
+	}
+}
+
+// runAPIServer runs kube-apiserver and reports it ready once /readyz says ok.
+func (s *server) runAPIServer(ctx context.Context, ready func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- controlplane.RunAPIServer(ctx, s.cp, s.cp.EtcdEndpoint(), nil) }()
+	client, err := clientFor(s.cp.SupervisorKubeconfig())
+	if err != nil {
+		return err
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		cancel()
+		if err == nil && string(body) == "ok" {
+			break
+		}
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return <-errc
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.say("API server ready at https://127.0.0.1:%d", s.cfg.APIPort)
+	ready()
+	return <-errc
+}
+
+func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := restConfigFor(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+func restConfigFor(kubeconfig string) (*rest.Config, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", kubeconfig, err)
+	}
+	rc.QPS, rc.Burst = 50, 100
+	return rc, nil
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
