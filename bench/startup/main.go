@@ -1,8 +1,9 @@
 // Command startup measures how fast `strata server` comes up, from process
 // start on an empty data dir (cold) and on one that already holds a cluster
 // with the hello demo (warm): time to API /readyz, to node Ready, to the
-// first hello pod Running; peak RSS of the server and of containerd; binary
-// size. It prints median and spread over --runs runs.
+// first hello pod Running; peak RSS of the server and of containerd; the
+// time from SIGTERM to exit with the demo running; binary size. It prints
+// median and spread over --runs runs.
 //
 //	go run ./bench/startup --bin bin --runs 5
 package main
@@ -12,11 +13,13 @@ import (
 	"flag"
 	"fmt"
 	"github.com/strata-dev/strata/bench/internal/benchutil"
+	"github.com/strata-dev/strata/pkg/layout"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +29,7 @@ import (
 )
 
 type sample struct {
-	api, node, pod          time.Duration
+	api, node, pod, stop    time.Duration
 	serverRSS, containerdMB float64
 }
 
@@ -60,23 +63,24 @@ func main() {
 			fail("cold run %d: %v", i+1, err)
 		}
 		results["cold"] = append(results["cold"], s)
-		fmt.Fprintf(os.Stderr, "cold %d: api %v node %v pod %v rss %.0f MB containerd %.0f MB\n", i+1, s.api, s.node, s.pod, s.serverRSS, s.containerdMB)
+		fmt.Fprintf(os.Stderr, "cold %d: api %v node %v pod %v stop %v rss %.0f MB containerd %.0f MB\n", i+1, s.api, s.node, s.pod, s.stop, s.serverRSS, s.containerdMB)
 		s, err = runOnce(*binDir, warmDir, false)
 		if err != nil {
 			fail("warm run %d: %v", i+1, err)
 		}
 		results["warm"] = append(results["warm"], s)
-		fmt.Fprintf(os.Stderr, "warm %d: api %v node %v pod %v rss %.0f MB containerd %.0f MB\n", i+1, s.api, s.node, s.pod, s.serverRSS, s.containerdMB)
+		fmt.Fprintf(os.Stderr, "warm %d: api %v node %v pod %v stop %v rss %.0f MB containerd %.0f MB\n", i+1, s.api, s.node, s.pod, s.stop, s.serverRSS, s.containerdMB)
 	}
 	fmt.Printf("binary size: strata %.1f MB\n\n", float64(st.Size())/1e6)
-	fmt.Println("| data dir | API /readyz | node Ready | first hello pod Running | server peak RSS | containerd peak RSS |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| data dir | API /readyz | node Ready | first hello pod Running | SIGTERM to exit | server peak RSS | containerd peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, mode := range []string{"cold", "warm"} {
 		ss := results[mode]
-		fmt.Printf("| %s (n=%d) | %s | %s | %s | %s | %s |\n", mode, len(ss),
+		fmt.Printf("| %s (n=%d) | %s | %s | %s | %s | %s | %s |\n", mode, len(ss),
 			durStat(ss, func(s sample) time.Duration { return s.api }),
 			durStat(ss, func(s sample) time.Duration { return s.node }),
 			durStat(ss, func(s sample) time.Duration { return s.pod }),
+			durStat(ss, func(s sample) time.Duration { return s.stop }),
 			mbStat(ss, func(s sample) float64 { return s.serverRSS }),
 			mbStat(ss, func(s sample) float64 { return s.containerdMB }))
 	}
@@ -107,7 +111,7 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	client, err := waitClient(ctx, filepath.Join(dataDir, "admin.kubeconfig"))
+	client, err := waitClient(ctx, layout.Layout{DataDir: dataDir}.AdminKubeconfig())
 	if err != nil {
 		return s, err
 	}
@@ -174,6 +178,14 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 	if pid := childNamed(cmd.Process.Pid, "containerd"); pid > 0 {
 		s.containerdMB = benchutil.PeakRSS(pid)
 	}
+	stopping := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return s, err
+	}
+	if err := cmd.Wait(); err != nil {
+		return s, fmt.Errorf("server exit after SIGTERM: %w", err)
+	}
+	s.stop = time.Since(stopping)
 	return s, nil
 }
 

@@ -38,6 +38,7 @@ data dir to get the same cluster back.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the cluster state (etcd, certificates, images); env STRATA_DATA_DIR")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run the control plane only, without containerd, kubelet and kube-proxy")
+	f.BoolVar(&cfg.Vanilla, "vanilla", false, "run upstream Kubernetes only, without Strata's extensions (webhooks, CRDs, Functions, GPU driver and scheduler plugins, wasm): a stand-in for an existing cluster")
 	f.StringVar(&cfg.BindAddress, "bind-address", cfg.BindAddress, "address kube-apiserver listens on")
 	f.IntVar(&cfg.APIPort, "https-port", cfg.APIPort, "kube-apiserver port")
 	f.IntVar(&cfg.EtcdPort, "etcd-port", cfg.EtcdPort, "embedded etcd client port on loopback (the peer port is the next one)")

@@ -11,8 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
+	"github.com/strata-dev/strata/pkg/admission"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
-	"github.com/strata-dev/strata/pkg/security"
 	"github.com/strata-dev/strata/pkg/version"
 )
 
@@ -58,7 +58,7 @@ func newWebhookServeCommand() *cobra.Command {
 				return fmt.Errorf("kubeconfig: %w (pass --kubeconfig, or run in a pod)", err)
 			}
 			ctrl.SetLogger(klog.NewKlogr())
-			mgr, err := security.NewManager(rc, webhook.Options{Port: port, CertDir: certDir, CertName: "tls.crt", KeyName: "tls.key"}, o)
+			mgr, err := admission.NewManager(rc, webhook.Options{Port: port, CertDir: certDir, CertName: "tls.crt", KeyName: "tls.key"}, o)
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ func newWebhookServeCommand() *cobra.Command {
 }
 
 func newWebhookManifestsCommand() *cobra.Command {
-	o := security.InstallOptions{Namespace: "strata-system"}
+	o := admission.InstallOptions{Namespace: "strata-system"}
 	cmd := &cobra.Command{
 		Use:   "manifests --image IMAGE",
 		Short: "Print the manifests that install image signature admission into a cluster",
@@ -89,7 +89,7 @@ makes new certificates; apply its whole output.`,
 			if o.Image == "" {
 				return fmt.Errorf("--image is required: an image whose entrypoint is the strata binary")
 			}
-			objs, err := security.InstallManifests(o)
+			objs, err := admission.InstallManifests(o)
 			if err != nil {
 				return err
 			}

@@ -116,6 +116,7 @@ func (l Layout) FunctionWasmCache() string    { return l.data("serverless", "was
 func (l Layout) CNIConfDir() string           { return l.data("cni", "net.d") }
 func (l Layout) CNIIPAMDir() string           { return l.data("cni", "ipam") }
 func (l Layout) KubeletDir() string           { return l.data("kubelet") }
+func (l Layout) KubeletCertDir() string       { return l.data("kubelet", "pki") }
 func (l Layout) PluginRegistryDir() string    { return l.data("kubelet", "plugins_registry") }
 func (l Layout) PluginDir(name string) string { return l.data("kubelet", "plugins", name) }
 

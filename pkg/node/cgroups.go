@@ -6,40 +6,27 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 )
 
-// cgroupRoot is where the cgroup hierarchies are mounted.
-const cgroupRoot = "/sys/fs/cgroup"
+// CgroupRoot is where the cgroup hierarchies are mounted.
+const CgroupRoot = "/sys/fs/cgroup"
 
-// RemovePodCgroups removes the cgroups the kubelet made for the given pods
-// (kubepods/[QOS/]pod<UID> in every hierarchy, cgroupfs naming), once their
-// containers are gone: the kubelet removes a pod's cgroup only when the pod
-// is deleted, not when the node stops, and recreates it at the next start.
-// A cgroup that still holds a process is left alone (rmdir refuses it).
-func RemovePodCgroups(root string, uids map[string]bool) error {
-	if len(uids) == 0 {
-		return nil
-	}
-	var dirs []string
-	hierarchies, _ := filepath.Glob(filepath.Join(root, "*", "kubepods"))
-	unified := filepath.Join(root, "kubepods") // cgroup v2
-	if _, err := os.Stat(unified); err == nil {
-		hierarchies = append(hierarchies, unified)
-	}
-	for _, h := range hierarchies {
-		_ = filepath.WalkDir(h, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.IsDir() {
-				return nil
-			}
-			if name := d.Name(); strings.HasPrefix(name, "pod") && uids[strings.TrimPrefix(name, "pod")] {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
+// RemovePodCgroups removes the pod cgroups the kubelet made
+// (kubepods/[QOS/]pod<UID> in every hierarchy, cgroupfs naming) that hold no
+// process any more. The kubelet removes a pod's cgroup only some time after
+// the pod is deleted, and never when the node stops; it recreates them at
+// the next start. Call it once the pods are stopped and the kubelet can no
+// longer start them (its loops outlive its Run, so: last). A cgroup that
+// still holds a process is left alone: rmdir refuses it, and the error is
+// returned.
+func RemovePodCgroups(root string) error {
+	var pods []string
+	for _, pattern := range []string{"*/kubepods/pod*", "*/kubepods/*/pod*", "kubepods/pod*", "kubepods/*/pod*"} {
+		found, _ := filepath.Glob(filepath.Join(root, pattern))
+		pods = append(pods, found...)
 	}
 	var errs []error
-	for _, pod := range dirs {
+	for _, pod := range pods {
 		// Children (containers) before their parent.
 		var tree []string
 		_ = filepath.WalkDir(pod, func(p string, d fs.DirEntry, err error) error {

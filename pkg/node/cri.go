@@ -12,22 +12,12 @@ import (
 )
 
 // StopAllPods stops every pod sandbox through CRI, so that containers,
-// shims and pod network namespaces are gone before containerd stops, and
-// removes the stopped pods' cgroups. The kubelet starts them again at the
-// next server start.
+// shims and pod network namespaces are gone before containerd stops. The
+// kubelet starts them again at the next server start.
 func StopAllPods(ctx context.Context, endpoint string) error {
-	uids, err := stopAllPods(ctx, endpoint)
-	if rerr := RemovePodCgroups(cgroupRoot, uids); rerr != nil {
-		klog.ErrorS(rerr, "Remove pod cgroups")
-	}
-	return err
-}
-
-func stopAllPods(ctx context.Context, endpoint string) (map[string]bool, error) {
-	uids := map[string]bool{}
 	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, fmt.Errorf("connect to CRI %s: %w", endpoint, err)
+		return fmt.Errorf("connect to CRI %s: %w", endpoint, err)
 	}
 	defer conn.Close()
 	rt := runtimeapi.NewRuntimeServiceClient(conn)
@@ -37,13 +27,12 @@ func stopAllPods(ctx context.Context, endpoint string) (map[string]bool, error) 
 			Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
 		})
 		if err != nil {
-			return uids, fmt.Errorf("list pod sandboxes: %w", err)
+			return fmt.Errorf("list pod sandboxes: %w", err)
 		}
 		if len(resp.Items) == 0 {
-			return uids, nil
+			return nil
 		}
 		for _, sb := range resp.Items {
-			uids[sb.Metadata.Uid] = true
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			_, err := rt.StopPodSandbox(sctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id})
 			cancel()
@@ -52,5 +41,5 @@ func stopAllPods(ctx context.Context, endpoint string) (map[string]bool, error) 
 			}
 		}
 	}
-	return uids, nil
+	return nil
 }

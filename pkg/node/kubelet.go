@@ -14,9 +14,11 @@ import (
 // KubeletConfig is what Strata decides about the kubelet; everything else
 // keeps the upstream defaults.
 type KubeletConfig struct {
-	NodeName        string
-	NodeIP          string
-	RootDir         string
+	NodeName string
+	NodeIP   string
+	RootDir  string
+	// CertDir is where the kubelet keeps certificates it generates.
+	CertDir         string
 	Kubeconfig      string
 	ClientCAFile    string
 	TLSCertFile     string
@@ -35,7 +37,7 @@ func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
 	flags.HostnameOverride = k.NodeName
 	flags.NodeIP = k.NodeIP
 	flags.RootDirectory = k.RootDir
-	flags.CertDirectory = k.RootDir + "/pki"
+	flags.CertDirectory = k.CertDir
 	flags.NodeLabels = k.NodeLabels
 
 	cfg, err := kubeletoptions.NewKubeletConfiguration()

@@ -13,19 +13,18 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	securityv1 "github.com/strata-dev/strata/api/security/v1alpha1"
+	"github.com/strata-dev/strata/pkg/admission"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/layout"
-	"github.com/strata-dev/strata/pkg/security"
 	"github.com/strata-dev/strata/pkg/signing"
 )
 
@@ -90,7 +89,7 @@ func ensureSigningKey(l layout.Layout) (*systemKey, error) {
 // API server once they answer. It is ready when admission is enforced, so
 // nothing that requires it (the admin kubeconfig) slips past it.
 func (s *server) runAdmission(ctx context.Context, ready func()) error {
-	c, err := s.securityClient()
+	c, err := s.apiClient()
 	if err != nil {
 		return err
 	}
@@ -110,7 +109,7 @@ func (s *server) runAdmission(ctx context.Context, ready func()) error {
 	opts := imagepolicy.DefaultOptions()
 	opts.Unmatched, opts.Timeout, opts.CacheTTL = unmatched, s.cfg.ImageVerifyTimeout, s.cfg.ImageCacheTTL
 	cert := s.cp.WebhookServingCert()
-	mgr, err := security.NewManager(rc, webhook.Options{
+	mgr, err := admission.NewManager(rc, webhook.Options{
 		Host:     "127.0.0.1",
 		Port:     s.cfg.WebhookPort,
 		CertDir:  filepath.Dir(cert.CertFile),
@@ -135,7 +134,7 @@ func (s *server) runAdmission(ctx context.Context, ready func()) error {
 	}
 	// Register only once the webhook serves from a synced cache: the
 	// webhooks fail closed, so registering early would refuse pods.
-	if err := security.WaitServing(ctx, mgr, errc); err != nil {
+	if err := admission.WaitServing(ctx, mgr, errc); err != nil {
 		cancel()
 		<-errc
 		return err
@@ -143,7 +142,7 @@ func (s *server) runAdmission(ctx context.Context, ready func()) error {
 	klog.InfoS("Image policy webhook serving")
 	caPEM, err := os.ReadFile(s.cp.CAFile())
 	if err == nil {
-		err = security.RegisterWebhooks(ctx, c, func(path string) admissionregistrationv1.WebhookClientConfig {
+		err = admission.RegisterWebhooks(ctx, c, func(path string) admissionregistrationv1.WebhookClientConfig {
 			url := fmt.Sprintf("https://127.0.0.1:%d%s", s.cfg.WebhookPort, path)
 			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 		})
@@ -169,14 +168,12 @@ func (s *server) runAdmission(ctx context.Context, ready func()) error {
 // disk; the policy is created once, so an administrator's edits stay.
 func ensureSystemPolicy(ctx context.Context, c client.Client, registryPort int, publicKey []byte) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
+	if err := apply.CreateOnce(ctx, c, ns); err != nil {
+		return err
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: signingKeySecret}}
-	if _, err := controllerutil.CreateOrUpdate(ctx, c, secret, func() error {
-		secret.Data = map[string][]byte{signingKeyPublicKey: publicKey}
-		return nil
-	}); err != nil {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: signingKeySecret},
+		Data: map[string][]byte{signingKeyPublicKey: publicKey}}
+	if err := apply.Apply(ctx, c, secret); err != nil {
 		return fmt.Errorf("publish signing key: %w", err)
 	}
 	policy := &securityv1.ClusterImagePolicy{
@@ -195,14 +192,5 @@ func ensureSystemPolicy(ctx context.Context, c client.Client, registryPort int, 
 			Mode: securityv1.ModeEnforce,
 		},
 	}
-	// Get first: on a restart the policy webhook is registered but not yet
-	// serving, so a Create would fail closed instead of finding the policy.
-	err := c.Get(ctx, client.ObjectKeyFromObject(policy), &securityv1.ClusterImagePolicy{})
-	if apierrors.IsNotFound(err) {
-		err = c.Create(ctx, policy)
-	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ClusterImagePolicy %s: %w", systemImagePolicy, err)
-	}
-	return nil
+	return apply.CreateOnce(ctx, c, policy)
 }

@@ -19,8 +19,12 @@ import (
 
 // Config is `strata server`'s configuration; flags map onto it one to one.
 type Config struct {
-	DataDir       string
-	DisableAgent  bool
+	DataDir      string
+	DisableAgent bool
+	// Vanilla runs upstream Kubernetes only: none of Strata's extensions
+	// (admission webhooks, CRDs, Functions, GPU driver and scheduler
+	// plugins, wasm runtime), as a stand-in for someone else's cluster.
+	Vanilla       bool
 	BindAddress   string
 	APIPort       int
 	EtcdPort      int
@@ -164,6 +168,9 @@ func (c *Config) Validate() error {
 	case "auto", "nvml", "simulated":
 	default:
 		return fmt.Errorf("--gpu-backend %q: use auto (NVML if present, else --simulated-gpus), nvml or simulated", c.GPUBackend)
+	}
+	if c.Vanilla && (c.SimulatedGPUs != "" || c.SimulatedGPUsFile != "" || c.GPUBackend == "nvml") {
+		return fmt.Errorf("--vanilla runs no GPU driver: drop --vanilla, or the GPU flags (--simulated-gpus, --gpu-backend nvml)")
 	}
 	if err := c.validateGC(); err != nil {
 		return err

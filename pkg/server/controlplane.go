@@ -59,6 +59,10 @@ func (s *server) controlPlane() []supervise.Component {
 			})
 		})},
 		{Name: compScheduler, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			if s.cfg.Vanilla {
+				ready()
+				return controlplane.RunScheduler(ctx, s.cp, nil)
+			}
 			file := s.layout.SchedulerConfig()
 			if err := fileutil.WriteAtomic(file, []byte(scheduler.Config(s.cp.SchedulerKubeconfig())), 0o600); err != nil {
 				return fmt.Errorf("scheduler config: %w", err)

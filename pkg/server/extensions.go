@@ -11,7 +11,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/strata-dev/strata/pkg/security"
+	"github.com/strata-dev/strata/pkg/admission"
+	"github.com/strata-dev/strata/pkg/crds"
 	"github.com/strata-dev/strata/pkg/serverless"
 	"github.com/strata-dev/strata/pkg/supervise"
 )
@@ -31,25 +32,28 @@ const (
 // admin kubeconfig is published last, once admission is enforced, so
 // nobody can create objects in the window before.
 func (s *server) extensions() []supervise.Component {
+	if s.cfg.Vanilla {
+		return []supervise.Component{supervise.Task(compAdminConfig, []string{compAPIServer}, s.publishAdminKubeconfig)}
+	}
 	seeLog := "see " + s.layout.StrataLog()
 	return []supervise.Component{
 		supervise.Task(compCRDs, []string{compAPIServer}, func(ctx context.Context) error {
-			c, err := s.securityClient()
+			c, err := s.apiClient()
 			if err != nil {
 				return err
 			}
-			return security.InstallCRDs(ctx, c)
+			return crds.Install(ctx, c)
 		}),
 		{Name: compWebhooks, Requires: []string{compCRDs, compSigningKey}, Hint: seeLog, Runnable: supervise.RunFunc(s.runAdmission)},
 		supervise.Task(compClusterObjects, []string{compAPIServer}, func(ctx context.Context) error {
-			admin, err := clientFor(s.cp.SupervisorKubeconfig())
+			c, err := s.apiClient()
 			if err != nil {
 				return err
 			}
-			if err := ensureRuntimeClass(ctx, admin); err != nil {
+			if err := ensureRuntimeClass(ctx, c); err != nil {
 				return err
 			}
-			return ensureGPUObjects(ctx, admin)
+			return ensureGPUObjects(ctx, c)
 		}),
 		{Name: compGateway, Requires: []string{compCRDs}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			rc, err := s.supervisorREST()
@@ -74,14 +78,16 @@ func (s *server) extensions() []supervise.Component {
 			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 			return supervise.ServeHTTP(ctx, loopback(s.cfg.MetricsPort), srv, ready)
 		})},
-		supervise.Task(compAdminConfig, []string{compWebhooks, compClusterObjects, compGateway}, func(context.Context) error {
-			if err := s.cp.PublishAdminKubeconfig(); err != nil {
-				return err
-			}
-			s.say("admin kubeconfig: %s (try: strata kubectl --data-dir %s get nodes)", s.cp.AdminKubeconfig(), s.cfg.DataDir)
-			return nil
-		}),
+		supervise.Task(compAdminConfig, []string{compWebhooks, compClusterObjects, compGateway}, s.publishAdminKubeconfig),
 	}
+}
+
+func (s *server) publishAdminKubeconfig(context.Context) error {
+	if err := s.cp.PublishAdminKubeconfig(); err != nil {
+		return err
+	}
+	s.say("admin kubeconfig: %s (try: strata kubectl --data-dir %s get nodes)", s.cp.AdminKubeconfig(), s.cfg.DataDir)
+	return nil
 }
 
 // supervisorREST is the in-process components' client configuration.
@@ -89,13 +95,13 @@ func (s *server) supervisorREST() (*rest.Config, error) {
 	return restConfigFor(s.cp.SupervisorKubeconfig())
 }
 
-// securityClient is a controller-runtime client that knows Strata's types.
-func (s *server) securityClient() (client.Client, error) {
+// apiClient is a controller-runtime client that knows Strata's types.
+func (s *server) apiClient() (client.Client, error) {
 	rc, err := s.supervisorREST()
 	if err != nil {
 		return nil, err
 	}
-	scheme, err := security.Scheme()
+	scheme, err := admission.Scheme()
 	if err != nil {
 		return nil, err
 	}

@@ -7,11 +7,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/dra"
 )
 
@@ -42,16 +42,12 @@ func gpuInventory(ctx context.Context, cfg *Config) ([]dra.GPU, error) {
 // delete-protection policy, and creates the GPU priority classes:
 // cluster-wide objects that exist whether or not this node has GPUs
 // (claims for an unknown class are refused with a clear error).
-func ensureGPUObjects(ctx context.Context, client kubernetes.Interface) error {
-	if err := ensure(ctx, client.ResourceV1().DeviceClasses(), dra.DeviceClass()); err != nil {
-		return fmt.Errorf("DeviceClass %s: %w", dra.DriverName, err)
-	}
+func ensureGPUObjects(ctx context.Context, c client.Client) error {
 	policy, binding := dra.ClaimProtection()
-	if err := ensure(ctx, client.AdmissionregistrationV1().MutatingAdmissionPolicies(), policy); err != nil {
-		return fmt.Errorf("MutatingAdmissionPolicy %s: %w", policy.Name, err)
-	}
-	if err := ensure(ctx, client.AdmissionregistrationV1().MutatingAdmissionPolicyBindings(), binding); err != nil {
-		return fmt.Errorf("MutatingAdmissionPolicyBinding %s: %w", binding.Name, err)
+	for _, obj := range []client.Object{dra.DeviceClass(), policy, binding} {
+		if err := apply.Apply(ctx, c, obj); err != nil {
+			return err
+		}
 	}
 	// A PriorityClass's value cannot change: created once, kept.
 	never := ptr.To(corev1.PreemptNever)
@@ -61,32 +57,9 @@ func ensureGPUObjects(ctx context.Context, client kubernetes.Interface) error {
 		{ObjectMeta: metav1.ObjectMeta{Name: PriorityBestEffort}, Value: -1000, PreemptionPolicy: never,
 			Description: "Best-effort (batch, training) pods: scheduled last, preempted first, never preempt."},
 	} {
-		if _, err := client.SchedulingV1().PriorityClasses().Create(ctx, pc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create PriorityClass %s: %w", pc.Name, err)
+		if err := apply.CreateOnce(ctx, c, pc); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// typedClient is the part of a client-go typed client ensure uses.
-type typedClient[T metav1.Object] interface {
-	Create(context.Context, T, metav1.CreateOptions) (T, error)
-	Get(context.Context, string, metav1.GetOptions) (T, error)
-	Update(context.Context, T, metav1.UpdateOptions) (T, error)
-}
-
-// ensure creates obj, or replaces an existing object of its name with it
-// (so that a newer strata updates what an older one created).
-func ensure[T metav1.Object](ctx context.Context, c typedClient[T], obj T) error {
-	_, err := c.Create(ctx, obj, metav1.CreateOptions{})
-	if !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	existing, err := c.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	obj.SetResourceVersion(existing.GetResourceVersion())
-	_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
-	return err
 }

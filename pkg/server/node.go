@@ -166,6 +166,7 @@ func (s *server) runKubelet(ctx context.Context, ctrd *node.Containerd, ready fu
 			NodeName:        s.cfg.NodeName,
 			NodeIP:          s.nodeIP.String(),
 			RootDir:         s.layout.KubeletDir(),
+			CertDir:         s.layout.KubeletCertDir(),
 			Kubeconfig:      s.cp.KubeletKubeconfig(),
 			ClientCAFile:    s.cp.CAFile(),
 			TLSCertFile:     s.cp.KubeletServingCert().CertFile,

@@ -96,6 +96,9 @@ func (s *server) findNodeBinaries(ctx context.Context) error {
 	if b.pause, err = findPause(cfg.PauseBinary); err != nil {
 		return err
 	}
+	if cfg.Vanilla {
+		return nil // no wasm runtime, no GPU driver
+	}
 	b.wasmShim = besideStrata(wasmShimName)
 	if s.gpus, err = gpuInventory(ctx, cfg); err != nil {
 		return err

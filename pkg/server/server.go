@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -50,6 +53,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := s.cp.EnsurePKI(); err != nil {
 		return fmt.Errorf("PKI: %w", err)
 	}
+	// The admin kubeconfig says "admission is enforced": a previous run's
+	// copy must not say so before this run's webhooks serve.
+	if err := os.Remove(s.layout.AdminKubeconfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the previous run's admin kubeconfig: %w", err)
+	}
 
 	g := &supervise.Group{StopTimeout: stopTimeout, Report: s.say, Faults: faults,
 		OnReady:   func(name string) { klog.InfoS("Component ready", "component", name) },
@@ -65,6 +73,13 @@ func Run(ctx context.Context, cfg Config) error {
 		s.say("stopping")
 	}()
 	err = g.Run(ctx)
+	if !cfg.DisableAgent {
+		// Last: the kubelet's loops outlive its component and could
+		// recreate a pod's cgroup until containerd is gone.
+		if cerr := node.RemovePodCgroups(node.CgroupRoot); cerr != nil {
+			klog.ErrorS(cerr, "Remove pod cgroups")
+		}
+	}
 	s.say("stopped")
 	return err
 }

@@ -2,13 +2,12 @@ package server
 
 import (
 	"context"
-	"fmt"
 
 	nodev1 "k8s.io/api/node/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/node"
 )
 
@@ -22,15 +21,10 @@ const (
 
 // ensureRuntimeClass creates RuntimeClass wasm, scheduled onto nodes that
 // have the shim.
-func ensureRuntimeClass(ctx context.Context, client kubernetes.Interface) error {
-	rc := &nodev1.RuntimeClass{
+func ensureRuntimeClass(ctx context.Context, c client.Client) error {
+	return apply.CreateOnce(ctx, c, &nodev1.RuntimeClass{
 		ObjectMeta: metav1.ObjectMeta{Name: node.WasmHandler},
 		Handler:    node.WasmHandler,
 		Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{wasmNodeLabel: "true"}},
-	}
-	_, err := client.NodeV1().RuntimeClasses().Create(ctx, rc, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create RuntimeClass %s: %w", node.WasmHandler, err)
-	}
-	return nil
+	})
 }

@@ -9,10 +9,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/strata-dev/strata/pkg/layout"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,7 +52,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e: stop shared server:", err)
 			code = 1
 		}
-		if leaks := shared.leftovers(); len(leaks) > 0 {
+		if leaks := append(shared.leftovers(), podCgroups()...); len(leaks) > 0 {
 			fmt.Fprintf(os.Stderr, "e2e: left behind after the server stopped:\n  %s\n", strings.Join(leaks, "\n  "))
 			code = 1
 		}
@@ -85,11 +87,29 @@ type server struct {
 	args    []string
 	env     []string // added to the environment the server inherits
 	cmd     *exec.Cmd
-	out     *bytes.Buffer
+	out     *syncBuffer
 	exited  chan struct{}
 	client  kubernetes.Interface
 	// stopTook is how long the last stop took from SIGTERM to exit.
 	stopTook time.Duration
+}
+
+// syncBuffer is a server's output, read by tests while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // shared is the server most tests use; started on first use.
@@ -119,7 +139,7 @@ func cluster(t *testing.T) *server {
 }
 
 func (s *server) start(extra ...string) error {
-	s.out = &bytes.Buffer{}
+	s.out = &syncBuffer{}
 	args := append([]string{"server", "--data-dir", s.dataDir}, s.args...)
 	s.cmd = exec.Command(bin("strata"), append(args, extra...)...)
 	s.cmd.Env = append(os.Environ(), s.env...)
@@ -137,6 +157,11 @@ func (s *server) start(extra ...string) error {
 		case <-s.exited:
 			return false, fmt.Errorf("server exited: %s", s.out.String())
 		default:
+		}
+		// The server prints this once admission is enforced; a restart
+		// finds the previous run's kubeconfig only until it removes it.
+		if s.client == nil && !strings.Contains(s.out.String(), "admin kubeconfig: ") {
+			return false, nil
 		}
 		if s.client == nil {
 			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -214,11 +239,9 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-// leftovers lists what a stopped server must not leave behind: processes
-// of its containerd (containerd itself, shims and their containers) or of
-// its data dir, mounts under the data dir and pod cgroups (no other node
-// runs while the tests check).
-func (s *server) leftovers() []string {
+// podCgroups lists the kubelet's pod cgroups: none may be left once the
+// only node server has stopped.
+func podCgroups() []string {
 	var leaks []string
 	for _, pattern := range []string{"/sys/fs/cgroup/*/kubepods/pod*", "/sys/fs/cgroup/*/kubepods/*/pod*"} {
 		dirs, _ := filepath.Glob(pattern)
@@ -226,6 +249,22 @@ func (s *server) leftovers() []string {
 			leaks = append(leaks, "cgroup "+d)
 		}
 	}
+	return leaks
+}
+
+// leftovers lists what a stopped server must not leave behind: processes
+// of its containerd (containerd itself, shims and their containers) or of
+// its data dir, and mounts under the data dir. It counts every pod
+// process and shim of any Strata node: no other node may run meanwhile.
+func (s *server) leftovers() []string { return s.findLeftovers(false) }
+
+// ownLeftovers is leftovers while another node server runs: only processes
+// that name this server's data dir or run dir, and its mounts.
+func (s *server) ownLeftovers() []string { return s.findLeftovers(true) }
+
+func (s *server) findLeftovers(own bool) []string {
+	runDir := layout.Layout{DataDir: s.dataDir}.RunDir()
+	var leaks []string
 	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, line := range strings.Split(string(mounts), "\n") {
 			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") {
@@ -246,8 +285,9 @@ func (s *server) leftovers() []string {
 		cmdline := strings.ReplaceAll(strings.TrimRight(string(raw), "\x00"), "\x00", " ")
 		cgroup, _ := os.ReadFile(filepath.Join("/proc", pid, "cgroup"))
 		switch {
-		case strings.Contains(cmdline, s.dataDir):
+		case strings.Contains(cmdline, s.dataDir), strings.Contains(cmdline, runDir):
 			leaks = append(leaks, pid+": "+cmdline)
+		case own:
 		case strings.Contains(cmdline, "containerd-shim") && strings.Contains(cmdline, "/run/strata/"),
 			strings.Contains(cmdline, "containerd-shim-strata-wasm-v1 pause"):
 			leaks = append(leaks, pid+": "+cmdline)

@@ -109,7 +109,7 @@ func TestNVMLNode(t *testing.T) {
 		if err := s.stop(); err != nil {
 			t.Error(err)
 		}
-		if leaks := s.leftovers(); len(leaks) > 0 {
+		if leaks := append(s.leftovers(), podCgroups()...); len(leaks) > 0 {
 			t.Errorf("left behind:\n%s", strings.Join(leaks, "\n"))
 		} else if !t.Failed() {
 			os.RemoveAll(dir)

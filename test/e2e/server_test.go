@@ -87,7 +87,7 @@ func TestRestartKeepsState(t *testing.T) {
 	if s.stopTook > 2*time.Second {
 		t.Errorf("SIGTERM to exit took %s, want under 2s\n%s", s.stopTook, s.out.String())
 	}
-	if leaks := s.leftovers(); len(leaks) > 0 {
+	if leaks := append(s.leftovers(), podCgroups()...); len(leaks) > 0 {
 		t.Fatalf("left behind after SIGTERM:\n%s", strings.Join(leaks, "\n"))
 	}
 	restarted := time.Now()

@@ -136,7 +136,7 @@ func TestComponentFailureStopsServer(t *testing.T) {
 		t.Errorf("last line %q, want %q\n%s", last, want, text)
 	}
 	s := &server{dataDir: dir}
-	if leaks := s.leftovers(); len(leaks) > 0 {
+	if leaks := s.ownLeftovers(); len(leaks) > 0 {
 		t.Fatalf("left behind after the failure:\n%s", strings.Join(leaks, "\n"))
 	}
 	if !t.Failed() {

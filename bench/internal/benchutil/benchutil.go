@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/strata-dev/strata/pkg/layout"
 	"math"
 	"os"
 	"os/exec"
@@ -51,6 +52,9 @@ func Percentile(v []float64, p float64) float64 {
 
 // Stop sends SIGTERM and waits up to 90 s before killing.
 func Stop(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return // already stopped and waited for
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -64,7 +68,7 @@ func Stop(cmd *exec.Cmd) {
 
 // WaitRESTConfig waits for DATA/admin.kubeconfig to be readable.
 func WaitRESTConfig(ctx context.Context, dataDir string) (*rest.Config, error) {
-	kubeconfig := filepath.Join(dataDir, "admin.kubeconfig")
+	kubeconfig := layout.Layout{DataDir: dataDir}.AdminKubeconfig()
 	for {
 		if rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
 			return rc, nil

@@ -1,4 +1,4 @@
-package security
+package admission
 
 import (
 	"fmt"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
+	"github.com/strata-dev/strata/pkg/crds"
 )
 
 // InstallOptions describe an installation into an existing cluster.
@@ -42,11 +43,11 @@ func InstallManifests(o InstallOptions) ([]runtime.Object, error) {
 		return nil, err
 	}
 	var objs []runtime.Object
-	crds, err := CRDs()
+	defs, err := crds.All()
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range crds {
+	for _, c := range defs {
 		c.TypeMeta = metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition"}
 		objs = append(objs, c)
 	}

@@ -1,4 +1,4 @@
-package security
+package admission
 
 import (
 	"crypto/x509"
