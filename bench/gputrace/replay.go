@@ -1,28 +1,23 @@
+// A run's configuration and result, shared by every mode, and the
+// in-process replay (--mode sim): the loop that schedules the pods one at a
+// time with kube-scheduler's framework runtime.
+
 package main
 
 import (
 	"context"
 	"fmt"
-	mrand "math/rand"
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	resourceapi "k8s.io/api/resource/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/apis/config"
-	"k8s.io/kubernetes/pkg/scheduler/apis/config/latest"
 	"k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins"
@@ -32,93 +27,11 @@ import (
 	"github.com/strata-dev/strata/bench/gputrace/gpusim"
 	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
-	"github.com/strata-dev/strata/pkg/scheduler"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpufrag"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpustate"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/nodeorder"
 )
-
-// Policy is a scheduler profile to compare.
-type Policy struct {
-	Name   string
-	Doc    string
-	Score  []config.Plugin
-	Picker string // GPU choice within the node: fgd, bestfit, first
-	// TieBreak is StrataGPUFrag's tieBreak argument ("" = its default);
-	// "none" leaves ties to host selection (see ReplayConfig.TieBreak).
-	TieBreak string
-	// Window: StrataGPUFrag learns the distribution from a sliding window
-	// of the pods it scores, with the product's arguments
-	// (gpufrag.DefaultArgs, which Strata's profile states), instead of the
-	// trace's fixed distribution.
-	Window    bool
-	Published float64 // the paper's figure at 130%, 0 if none
-}
-
-var policyList = []Policy{
-	{Name: "fgd", Doc: "Strata default: StrataGPUFrag (tieBreak cpuPodsByIdleGPU), GPU within the node chosen by FGD (the paper)",
-		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", Published: 95.39},
-	{Name: "fgd-hash", Doc: "StrataGPUFrag with tieBreak nodeOrder (the hashed node order for every pod, the default before cpuPodsByIdleGPU), GPU by FGD",
-		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", TieBreak: gpufrag.TieBreakNodeOrder},
-	{Name: "fgd-notie", Doc: "StrataGPUFrag without its own tie-break (tieBreak: none): ties left to host selection",
-		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "fgd", TieBreak: gpufrag.TieBreakNone},
-	{Name: "fgd-first", Doc: "StrataGPUFrag for the node, GPU within it = first fit (what DRA's allocator does in the product)",
-		Score: []config.Plugin{{Name: gpufrag.Name, Weight: 1}}, Picker: "first"},
-	{Name: "bestfit", Doc: "the paper's best-fit baseline: StrataGPUBestFit, tightest GPU within the node",
-		Score: []config.Plugin{{Name: gpubestfit.Name, Weight: 1}}, Picker: "bestfit", Published: 93.08},
-	{Name: "default", Doc: "upstream default scoring (NodeResourcesFit LeastAllocated + BalancedAllocation), GPU by first fit",
-		Score: []config.Plugin{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}, Picker: "first"},
-	{Name: "product", Doc: "the profile strata server runs (pkg/scheduler.Config): StrataGPUFrag at scheduler.FragWeight (window distribution, default tie-break) beside the default scorers, totals' ties broken by StrataNodeOrder, GPU first fit",
-		Score:  productScore,
-		Picker: "first", Window: true},
-}
-
-// productScore is the score set of the profile pkg/scheduler.Config gives
-// kube-scheduler, with its weights, less the default scorers that give
-// every node of the replay the same score (TaintToleration: no taints;
-// NodeAffinity, PodTopologySpread, InterPodAffinity: the pods ask none;
-// ImageLocality: no node has images; VolumeBinding: no volumes;
-// DynamicResources: scores only firstAvailable sub-requests), which change
-// neither the best node nor the ties.
-var productScore = func() []config.Plugin {
-	keep := map[string]bool{"NodeResourcesFit": true, "NodeResourcesBalancedAllocation": true, gpufrag.Name: true, nodeorder.Name: true}
-	var out []config.Plugin
-	for _, p := range scheduler.ScorePlugins() {
-		if keep[p.Name] {
-			out = append(out, config.Plugin{Name: p.Name, Weight: p.Weight})
-		}
-	}
-	return out
-}()
-
-// fragOptions is StrataGPUFrag's wiring for a run: the trace's fixed
-// distribution, or (Policy.Window) a new window with the product's
-// arguments.
-func fragOptions(rc ReplayConfig, src gpustate.Source, claims gpustate.ClaimGetter, frag *gpushare.Fragmenter) gpufrag.Options {
-	o := gpufrag.Options{Source: src, Claims: claims, Fragmenter: frag, TieBreak: rc.Policy.TieBreak}
-	if rc.Policy.Window {
-		o.Fragmenter, o.Window = nil, gpufrag.DefaultArgs().Window()
-	}
-	return o
-}
-
-func policyNames() []string {
-	var out []string
-	for _, p := range policyList {
-		out = append(out, p.Name)
-	}
-	return out
-}
-
-func policyByName(n string) (Policy, bool) {
-	for _, p := range policyList {
-		if p.Name == n {
-			return p, true
-		}
-	}
-	return Policy{}, false
-}
 
 // ReplayConfig is one run.
 type ReplayConfig struct {
@@ -202,191 +115,6 @@ func runInOrder(order []int, work []TracePod, pods []*v1.Pod, run func([]TracePo
 	}
 	res.Placements, res.Ties = placements, ties
 	return res, err
-}
-
-// Workload builds the arrival sequence and the host tie-break order of the
-// paper's simulator (hkust-adsl/kubernetes-scheduler-simulator, Simulate,
-// SortClusterPods, tuneUpPods/tuneDownPods, syncClusterResourceList) from
-// one Go math/rand (v1) stream seeded with the seed, in the same order of
-// draws: one Int (a debug log's argument), the trace pods sorted by name and
-// shuffled, then copies of pods drawn uniformly from the name-sorted trace
-// and appended (not shuffled) until the GPU demand would pass tune x
-// capacity (the stop test compares the drawn pod's per-GPU request, as the
-// simulator does), or random pods removed while above it; last a
-// permutation of the name-sorted nodes. The simulator prefixes each node
-// name with its index in that permutation ("%04d-") and its patched
-// selectHost keeps the smallest name among equal scores, so rank[node] is
-// that index and the lowest rank wins a tie.
-//
-// The simulator's informers run concurrently and may draw from the same
-// global source before the permutation, so its node order is the same
-// procedure but not necessarily the same permutation for a seed.
-func Workload(pods []TracePod, nodes []TraceNode, gpuCap int64, tune float64, seed int64) (work []TracePod, rank map[string]int) {
-	r := mrand.New(mrand.NewSource(seed))
-	_ = r.Int()
-	sorted := append([]TracePod(nil), pods...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	work = append([]TracePod(nil), sorted...)
-	r.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
-	var total int64
-	for _, p := range work {
-		total += p.Task.GPUTotal()
-	}
-	target := tune * float64(gpuCap)
-	if float64(total) > target {
-		for float64(total) > target && len(work) > 0 {
-			i := r.Intn(len(work))
-			total -= work[i].Task.GPUTotal()
-			work = append(work[:i], work[i+1:]...)
-		}
-	} else if float64(total) < target && len(sorted) > 0 {
-		for i := 0; ; i++ {
-			p := sorted[r.Intn(len(sorted))]
-			if float64(total+p.Task.GPUMilli) > target {
-				break
-			}
-			p.Name += "-tuned-" + strconv.Itoa(i)
-			total += p.Task.GPUTotal()
-			work = append(work, p)
-		}
-	}
-	names := make([]string, len(nodes))
-	for i, n := range nodes {
-		names[i] = n.Name
-	}
-	sort.Strings(names)
-	perm := r.Perm(len(names))
-	rank = make(map[string]int, len(names))
-	for i, n := range names {
-		rank[n] = perm[i]
-	}
-	return work, rank
-}
-
-const namespace = "replay"
-
-func makeNode(n TraceNode) *v1.Node {
-	rl := v1.ResourceList{
-		v1.ResourceCPU:    *resource.NewMilliQuantity(n.CPU, resource.DecimalSI),
-		v1.ResourceMemory: *resource.NewQuantity(n.MemMiB<<20, resource.BinarySI),
-		v1.ResourcePods:   *resource.NewQuantity(100000, resource.DecimalSI),
-	}
-	return &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: types.UID("node-" + n.Name), Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
-		Status:     v1.NodeStatus{Capacity: rl, Allocatable: rl, Phase: v1.NodeRunning},
-	}
-}
-
-// makePod expresses a trace task the way the product does: CPU and memory
-// as container requests, GPUs as a ResourceClaim of class gpu.strata.dev.
-func makePod(i int, p TracePod) (*v1.Pod, *resourceapi.ResourceClaim) {
-	name := fmt.Sprintf("p%05d-%s", i, p.Name)
-	pod := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, UID: types.UID(name)},
-		Spec: v1.PodSpec{
-			SchedulerName: v1.DefaultSchedulerName,
-			Containers: []v1.Container{{Name: "main", Image: "pause", Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
-				v1.ResourceCPU:    *resource.NewMilliQuantity(p.Task.CPU, resource.DecimalSI),
-				v1.ResourceMemory: *resource.NewQuantity(p.Task.Mem<<20, resource.BinarySI),
-			}}}},
-		},
-	}
-	if p.Task.NumGPU == 0 {
-		return pod, nil
-	}
-	claimName := name + "-gpu"
-	req := resourceapi.DeviceRequest{Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{
-		DeviceClassName: gpu.DriverName,
-		AllocationMode:  resourceapi.DeviceAllocationModeExactCount,
-		Count:           int64(p.Task.NumGPU),
-	}}
-	if p.Task.IsShare() || p.Task.GPUMem > 0 {
-		// GPUMem is in bytes (the trace has none; tests set it).
-		capacity := map[resourceapi.QualifiedName]resource.Quantity{}
-		if p.Task.IsShare() {
-			capacity[gpu.CapacityCompute] = *resource.NewQuantity(p.Task.GPUMilli, resource.DecimalSI)
-		}
-		if p.Task.GPUMem > 0 {
-			capacity[gpu.CapacityMemory] = *resource.NewQuantity(p.Task.GPUMem, resource.BinarySI)
-		}
-		req.Exactly.Capacity = &resourceapi.CapacityRequirements{Requests: capacity}
-	}
-	if p.Task.Models != "" {
-		req.Exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: gpu.ModelSelector(splitModels(p.Task.Models))}}}
-	}
-	claim := &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: claimName, Namespace: namespace, UID: types.UID(claimName)},
-		Spec:       resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{req}}},
-	}
-	if p.Task.NumGPU > 1 {
-		uuid := gpu.Qualified(gpu.AttrUUID)
-		claim.Spec.Devices.Constraints = []resourceapi.DeviceConstraint{{Requests: []string{"gpu"}, DistinctAttribute: &uuid}}
-	}
-	pod.Spec.ResourceClaims = []v1.PodResourceClaim{{Name: "gpu", ResourceClaimName: &claimName}}
-	pod.Spec.Containers[0].Resources.Claims = []v1.ResourceClaim{{Name: "gpu"}}
-	return pod, claim
-}
-
-func splitModels(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '|' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	return out
-}
-
-func picker(name string, f *gpushare.Fragmenter) gpushare.Picker {
-	switch name {
-	case "fgd":
-		return f.PickFGD
-	case "bestfit":
-		return gpushare.PickBestFit
-	default:
-		return gpushare.PickFirst
-	}
-}
-
-// profile returns kube-scheduler's default profile with the plugin set of
-// the policy: NodeResourcesFit filters CPU and memory, the GPU plugin
-// (StrataGPUSim, or DynamicResources in dra mode) filters and reserves
-// GPUs, the policy's plugins score. percentageOfNodesToScore is 100 as in
-// the paper.
-func profile(p Policy, gpuPlugin string) (*config.KubeSchedulerProfile, error) {
-	cfg, err := latest.Default()
-	if err != nil {
-		return nil, err
-	}
-	prof := cfg.Profiles[0]
-	set := func(names ...string) config.PluginSet {
-		var ps config.PluginSet
-		for _, n := range names {
-			ps.Enabled = append(ps.Enabled, config.Plugin{Name: n})
-		}
-		return ps
-	}
-	pct := int32(100)
-	prof.PercentageOfNodesToScore = &pct
-	prof.Plugins = &config.Plugins{
-		QueueSort: set("PrioritySort"),
-		PreFilter: set("NodeResourcesFit", gpuPlugin),
-		Filter:    set("NodeResourcesFit", gpuPlugin),
-		PreScore:  set(),
-		Score:     config.PluginSet{Enabled: p.Score},
-		Reserve:   set(gpuPlugin),
-		Bind:      set("DefaultBinder"),
-	}
-	for _, s := range p.Score {
-		if s.Name != nodeorder.Name { // scores in NormalizeScore alone
-			prof.Plugins.PreScore.Enabled = append(prof.Plugins.PreScore.Enabled, config.Plugin{Name: s.Name})
-		}
-	}
-	return &prof, nil
 }
 
 // Replay runs one seed of one policy.

@@ -58,10 +58,10 @@ func main() {
 			fail("%v", err)
 		}
 		s, err := runOnce(*binDir, cold, true)
-		os.RemoveAll(cold)
 		if err != nil {
-			fail("cold run %d: %v", i+1, err)
+			fail("cold run %d: %v (data dir kept: %s)", i+1, err, cold)
 		}
+		os.RemoveAll(cold)
 		results["cold"] = append(results["cold"], s)
 		fmt.Fprintf(os.Stderr, "cold %d: api %v node %v pod %v stop %v rss %.0f MB containerd %.0f MB\n", i+1, s.api, s.node, s.pod, s.stop, s.serverRSS, s.containerdMB)
 		s, err = runOnce(*binDir, warmDir, false)

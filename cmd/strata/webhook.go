@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
@@ -47,8 +46,8 @@ func newWebhookServeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--%w", err)
 			}
-			if max := imagepolicy.TimeoutSeconds * time.Second; o.Timeout <= 0 || o.Timeout >= max {
-				return fmt.Errorf("--image-verify-timeout %s: use a duration above 0 and below the webhook timeout of %s", o.Timeout, max)
+			if err := imagepolicy.CheckTimeout(o.Timeout); err != nil {
+				return err
 			}
 			o.Unmatched = u
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()

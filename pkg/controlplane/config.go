@@ -61,6 +61,15 @@ func (c *Config) PublishAdminKubeconfig() error {
 	return fileutil.WriteAtomic(c.AdminKubeconfig(), data, 0o600)
 }
 
+// CAPEM is the cluster CA certificate, for clients that must trust it.
+func (c *Config) CAPEM() ([]byte, error) {
+	pem, err := os.ReadFile(c.CAFile())
+	if err != nil {
+		return nil, fmt.Errorf("read cluster CA: %w", err)
+	}
+	return pem, nil
+}
+
 // SupervisorKubeconfig is used by Strata's own in-process components.
 func (c *Config) SupervisorKubeconfig() string { return c.kubeconfigPath("strata") }
 

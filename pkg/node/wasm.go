@@ -2,12 +2,13 @@ package node
 
 import (
 	"github.com/strata-dev/strata/pkg/layout"
+	"github.com/strata-dev/strata/pkg/wasm"
 	"os"
 	"path/filepath"
 )
 
 // WasmHandler is the runtime handler (RuntimeClass handler) of wasm pods.
-const WasmHandler = "wasm"
+const WasmHandler = wasm.RuntimeHandler
 
 // AddWasmRuntime registers the wasm handler, served by the shim binary at
 // shim (containerd-shim-strata-wasm-v1). containerd finds the shim on its

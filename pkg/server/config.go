@@ -155,8 +155,8 @@ func (c *Config) Validate() error {
 	if _, err := imagepolicy.ParseUnmatched(c.UnmatchedImages); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
-	if max := imagepolicy.TimeoutSeconds * time.Second; c.ImageVerifyTimeout <= 0 || c.ImageVerifyTimeout >= max {
-		return fmt.Errorf("--image-verify-timeout %s: use a duration above 0 and below the webhook timeout of %s, e.g. 5s", c.ImageVerifyTimeout, max)
+	if err := imagepolicy.CheckTimeout(c.ImageVerifyTimeout); err != nil {
+		return err
 	}
 	if c.ImageCacheTTL < 0 {
 		return fmt.Errorf("--image-cache-ttl %s is negative: use 0 to disable the cache, or e.g. 5m", c.ImageCacheTTL)

@@ -4,82 +4,70 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
+	"path/filepath"
 	"strconv"
-	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/strata-dev/strata/pkg/admission"
-	"github.com/strata-dev/strata/pkg/crds"
+	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/extensions"
 	"github.com/strata-dev/strata/pkg/serverless"
 	"github.com/strata-dev/strata/pkg/supervise"
 )
 
-// Names of Strata's own components.
-const (
-	compCRDs           = "crds"
-	compWebhooks       = "admission-webhooks"
-	compClusterObjects = "cluster-objects"
-	compGateway        = "function-gateway"
-	compMetrics        = "metrics"
-	compAdminConfig    = "admin-kubeconfig"
-)
+// compAdminConfig publishes the admin kubeconfig.
+const compAdminConfig = "admin-kubeconfig"
 
-// extensions are Strata's parts on top of Kubernetes: CRDs, admission
-// webhooks, the objects every cluster gets, and serverless Functions. The
-// admin kubeconfig is published last, once admission is enforced, so
-// nobody can create objects in the window before.
-func (s *server) extensions() []supervise.Component {
+// extensions are Strata's parts on top of Kubernetes (pkg/extensions),
+// wired to this server: the webhooks on loopback with the cluster CA, the
+// server's key trusted for its own images. The admin kubeconfig is
+// published last, once admission is enforced, so nobody can create objects
+// in the window before.
+func (s *server) extensions() ([]supervise.Component, error) {
 	if s.cfg.Vanilla {
-		return []supervise.Component{supervise.Task(compAdminConfig, []string{compAPIServer}, s.publishAdminKubeconfig)}
+		return []supervise.Component{supervise.Task(compAdminConfig, []string{compAPIServer}, s.publishAdminKubeconfig)}, nil
 	}
-	seeLog := "see " + s.layout.StrataLog()
-	return []supervise.Component{
-		supervise.Task(compCRDs, []string{compAPIServer}, func(ctx context.Context) error {
-			c, err := s.apiClient()
-			if err != nil {
-				return err
-			}
-			return crds.Install(ctx, c)
-		}),
-		{Name: compWebhooks, Requires: []string{compCRDs, compSigningKey}, Hint: seeLog, Runnable: supervise.RunFunc(s.runAdmission)},
-		supervise.Task(compClusterObjects, []string{compAPIServer}, func(ctx context.Context) error {
-			c, err := s.apiClient()
-			if err != nil {
-				return err
-			}
-			if err := ensureRuntimeClass(ctx, c); err != nil {
-				return err
-			}
-			return ensureGPUObjects(ctx, c)
-		}),
-		{Name: compGateway, Requires: []string{compCRDs}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
-			rc, err := s.supervisorREST()
-			if err != nil {
-				return err
-			}
-			srv, err := serverless.New(rc, serverless.Options{
-				GatewayAddr:  net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.GatewayPort)),
-				Domain:       s.cfg.FunctionDomain,
-				URLPort:      s.cfg.GatewayPort,
-				WasmCacheDir: s.layout.FunctionWasmCache(),
-			})
-			if err != nil {
-				return err
-			}
-			s.serverless = srv
-			return srv.Run(ctx, ready)
-		})},
-		{Name: compMetrics, Requires: []string{compGateway}, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
-			mux := http.NewServeMux()
-			mux.Handle("/metrics", s.serverless.MetricsHandler())
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-			return supervise.ServeHTTP(ctx, loopback(s.cfg.MetricsPort), srv, ready)
-		})},
-		supervise.Task(compAdminConfig, []string{compWebhooks, compClusterObjects, compGateway}, s.publishAdminKubeconfig),
+	rc, err := s.supervisorREST()
+	if err != nil {
+		return nil, err
 	}
+	caPEM, err := s.cp.CAPEM()
+	if err != nil {
+		return nil, err
+	}
+	unmatched, _ := imagepolicy.ParseUnmatched(s.cfg.UnmatchedImages) // checked by Validate
+	policy := imagepolicy.DefaultOptions()
+	policy.Unmatched, policy.Timeout, policy.CacheTTL = unmatched, s.cfg.ImageVerifyTimeout, s.cfg.ImageCacheTTL
+	cert := s.cp.WebhookServingCert()
+	cs := extensions.Components(extensions.Config{
+		REST:  rc,
+		After: compAPIServer,
+		Webhook: extensions.Webhook{
+			Host: "127.0.0.1", Port: s.cfg.WebhookPort,
+			CertDir: filepath.Dir(cert.CertFile), CertName: filepath.Base(cert.CertFile), KeyName: filepath.Base(cert.KeyFile),
+			ClientConfig: func(path string) admissionregistrationv1.WebhookClientConfig {
+				url := fmt.Sprintf("https://%s%s", loopback(s.cfg.WebhookPort), path)
+				return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+			},
+		},
+		ImagePolicy: policy,
+		SystemPolicy: &extensions.SystemPolicy{
+			Requires: compSigningKey,
+			Globs:    []string{s.cfg.RegistryHost() + "/strata/**", loopback(s.cfg.RegistryPort) + "/strata/**"},
+			Key:      func() []byte { return s.key.publicPEM },
+		},
+		Gateway: serverless.Options{
+			GatewayAddr:  net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.GatewayPort)),
+			Domain:       s.cfg.FunctionDomain,
+			URLPort:      s.cfg.GatewayPort,
+			WasmCacheDir: s.layout.FunctionWasmCache(),
+		},
+		MetricsAddr: loopback(s.cfg.MetricsPort),
+		Say:         s.say,
+		Hint:        "see " + s.layout.StrataLog(),
+	})
+	return append(cs, supervise.Task(compAdminConfig, []string{extensions.Webhooks, extensions.ClusterObjects, extensions.Gateway}, s.publishAdminKubeconfig)), nil
 }
 
 func (s *server) publishAdminKubeconfig(context.Context) error {
@@ -93,21 +81,4 @@ func (s *server) publishAdminKubeconfig(context.Context) error {
 // supervisorREST is the in-process components' client configuration.
 func (s *server) supervisorREST() (*rest.Config, error) {
 	return restConfigFor(s.cp.SupervisorKubeconfig())
-}
-
-// apiClient is a controller-runtime client that knows Strata's types.
-func (s *server) apiClient() (client.Client, error) {
-	rc, err := s.supervisorREST()
-	if err != nil {
-		return nil, err
-	}
-	scheme, err := admission.Scheme()
-	if err != nil {
-		return nil, err
-	}
-	c, err := client.New(rc, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	return c, nil
 }

@@ -9,10 +9,10 @@ import (
 
 // DefaultGCPercent is the server's Go GC target (GOGC) unless the user
 // chooses one. The whole control plane shares one heap, and under load
-// (bench/gputrace --mode server) Go's default of 100 spent about a tenth
-// of the server's CPU on garbage collection; 200 cut the server's CPU
-// per pod by 8-22% in paired runs, for 70-80 MB more at start-up and
-// ~200 MB more at the replay's peak (bench/RESULTS.md).
+// (bench/gputrace --mode server) Go's default of 100 spent a large share
+// of the server's CPU on garbage collection; 200 costs less CPU per pod,
+// for more memory at start-up and at the replay's peak (see
+// bench/RESULTS.md, Decisions).
 const DefaultGCPercent = 200
 
 // validateGC checks --gc-percent and --memory-limit.

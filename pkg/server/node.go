@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/signing"
 	"github.com/strata-dev/strata/pkg/supervise"
+	"github.com/strata-dev/strata/pkg/wasm"
 )
 
 // Names of the node's components.
@@ -179,9 +181,15 @@ func (s *server) runKubelet(ctx context.Context, ctrd *node.Containerd, ready fu
 		})
 	}()
 	go func() {
+		// Ready once the kubelet serves and its Node exists, which is what
+		// the GPU driver's registration needs; the node's Ready condition
+		// (CNI, runtime) is the cluster's business and only reported.
+		if waitKubelet(ctx, admin, s.cfg.NodeName) != nil {
+			return
+		}
+		ready()
 		if waitNodeReady(ctx, admin, s.cfg.NodeName, s.start) == nil {
 			s.say("node %s Ready", s.cfg.NodeName)
-			ready()
 		}
 	}()
 	err = <-errc
@@ -201,16 +209,46 @@ func (s *server) stopPods(ctrd *node.Containerd) {
 	}
 }
 
+// waitKubelet waits until the kubelet answers its health check and has
+// registered its Node.
+func waitKubelet(ctx context.Context, client kubernetes.Interface, name string) error {
+	healthz := fmt.Sprintf("http://%s/healthz", loopback(kubeletHealthzPort))
+	hc := &http.Client{Timeout: time.Second}
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, healthz, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, nil
+		}
+		_, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
 // waitNodeReady waits for a Ready condition heartbeated after since: on a
 // restart etcd still holds the previous run's Ready, which proves nothing.
+// It logs each change of the condition, the first place to look when a
+// node stays NotReady.
 func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string, since time.Time) error {
+	var last string
 	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
 		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(since) {
+			if c.Type != corev1.NodeReady {
+				continue
+			}
+			if seen := string(c.Status) + c.Reason + c.Message; seen != last {
+				last = seen
+				klog.InfoS("Node Ready condition", "node", name, "status", c.Status, "reason", c.Reason, "message", c.Message, "heartbeat", c.LastHeartbeatTime)
+			}
+			if c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(since) {
 				return true, nil
 			}
 		}
@@ -249,5 +287,5 @@ func nodeLabels(wasmShim string) map[string]string {
 	if wasmShim == "" {
 		return nil
 	}
-	return map[string]string{wasmNodeLabel: "true"}
+	return map[string]string{wasm.NodeLabel: "true"}
 }

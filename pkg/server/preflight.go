@@ -99,7 +99,7 @@ func (s *server) findNodeBinaries(ctx context.Context) error {
 	if cfg.Vanilla {
 		return nil // no wasm runtime, no GPU driver
 	}
-	b.wasmShim = besideStrata(wasmShimName)
+	b.wasmShim = besideStrata("containerd-shim-strata-wasm-v1")
 	if s.gpus, err = gpuInventory(ctx, cfg); err != nil {
 		return err
 	}

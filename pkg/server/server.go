@@ -63,8 +63,12 @@ func Run(ctx context.Context, cfg Config) error {
 		OnReady:   func(name string) { klog.InfoS("Component ready", "component", name) },
 		OnStopped: func(name string) { klog.InfoS("Component stopped", "component", name) },
 	}
+	ext, err := s.extensions()
+	if err != nil {
+		return err
+	}
 	g.Add(s.controlPlane()...)
-	g.Add(s.extensions()...)
+	g.Add(ext...)
 	if !cfg.DisableAgent {
 		g.Add(s.node()...)
 	}

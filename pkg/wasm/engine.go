@@ -168,3 +168,10 @@ func IsOOM(err error) bool {
 	var o *OOMError
 	return errors.As(err, &o)
 }
+
+// RuntimeHandler is the containerd runtime handler (and RuntimeClass) of
+// wasm pods; nodes whose containerd has the shim carry NodeLabel=true.
+const (
+	RuntimeHandler = "wasm"
+	NodeLabel      = "strata.dev/wasm"
+)

@@ -1,6 +1,7 @@
 package imagepolicy
 
 import (
+	"fmt"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -143,4 +144,14 @@ func rule(group, version string, resources ...string) admissionregistrationv1.Ru
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 		Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: resources},
 	}
+}
+
+// CheckTimeout says whether d can bound the registry work of one admission:
+// above zero and below the webhook's own timeout, or the API server gives
+// up first and the answer is lost.
+func CheckTimeout(d time.Duration) error {
+	if max := TimeoutSeconds * time.Second; d <= 0 || d >= max {
+		return fmt.Errorf("--image-verify-timeout %s: use a duration above 0 and below the webhook timeout of %s, e.g. 5s", d, max)
+	}
+	return nil
 }

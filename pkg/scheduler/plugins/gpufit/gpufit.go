@@ -2,23 +2,23 @@
 // Strata GPUs cannot hold a pod's GPU request before DynamicResources runs
 // its allocator on them.
 //
-// DynamicResources' Filter is the scheduler's most expensive step for a
-// GPU pod: for every node it runs the structured allocator, which
-// evaluates every device's CEL selectors and the consumable capacity of
-// every claim sharing it (13% of the server's CPU in the trace replay,
-// bench/RESULTS.md). Once a cluster fills up, most nodes have no GPU left
-// that could take the pod, and the node state Strata's scorers read anyway
-// (package gpustate) says so in a few comparisons. This filter rejects
-// only what DynamicResources would reject too: it reads the same
+// DynamicResources' Filter is the scheduler's most expensive step for a GPU
+// pod: for every node it runs the structured allocator, which evaluates
+// every device's CEL selectors and the consumable capacity of every claim
+// sharing it (the largest part of the scheduler's CPU in the trace replay;
+// see bench/RESULTS.md, Decisions). Once a cluster fills up, most nodes have
+// no GPU left that could take the pod, and the node state Strata's scorers
+// read anyway (package gpustate) says so in a few comparisons. This filter
+// rejects only what DynamicResources would reject too: it reads the same
 // ResourceSlices and the same allocated and in-flight claims (through its
 // own index, which can trail the claim informer by an event: the queueing
 // hint waits for the index, so a pod turned away in that window is retried
 // once the index has caught up), and the checks it makes (compute and GPU
 // memory left per GPU, count of GPUs) are necessary conditions of the
-// allocation. Everything it cannot judge is
-// left to DynamicResources: pods whose claim is already allocated, devices
-// of driver gpu.strata.dev published for more than one node, model and
-// other CEL selectors, constraints.
+// allocation. Everything it cannot judge is left to DynamicResources: pods
+// whose claim is already allocated, devices of driver gpu.strata.dev
+// published for more than one node, model and other CEL selectors,
+// constraints.
 package gpufit
 
 import (
@@ -139,7 +139,8 @@ func (p *Plugin) canJudge(pod *v1.Pod, claims gpustate.ClaimGetter) (bool, error
 // turned away is worth another try only when GPU room may have appeared,
 // the events DynamicResources waits for in the same case. Without it the
 // scheduler would retry such pods on every event of the cluster (seen in
-// the trace replay: 610 attempts for 220 unschedulable pods).
+// the trace replay, where each unschedulable pod was tried several times;
+// see bench/RESULTS.md, Decisions).
 func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add}},

@@ -232,18 +232,18 @@ func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return p }
 // prefix fixed for the run: a fixed order, so tied pods pile onto the same
 // nodes. Upstream kube-scheduler picks uniformly at random, which spreads
 // CPU-only and CPU-heavy pods over every GPU node until their CPU runs out
-// and whole GPUs are stranded: 90.15% GPU allocation on the paper's trace
-// instead of 95.39% (seeds 42-51, 130% of capacity; see ../README.md).
+// and whole GPUs are stranded: on the paper's trace it allocates far fewer
+// GPUs than a fixed order (see bench/RESULTS.md, Decisions).
 //
 // Why CPU-only pods look at idle GPUs: such a pod changes the fragmentation
 // of a node only once it leaves too little CPU for some GPU task, so FGD
 // scores it the same on a node whose GPUs are all taken (whose CPU no GPU
 // task can use any more) and on a node with eight idle GPUs (whose CPU they
-// will need). The former strands nothing. On the trace this gave 95.40%
-// against 95.39% for the node order alone (+0.00 to +0.06 point with
-// three node orders: within noise, never worse). Other keys measured did
-// worse (../README.md): packing every pod onto the node with the least
-// idle GPU, or the unquantised fragmentation decrease.
+// will need). The former strands nothing. On the trace this did as well
+// as the node order alone or slightly better, never worse, with a smaller
+// spread across seeds (see bench/RESULTS.md, Decisions). Other keys
+// measured did worse (../README.md): packing every pod onto the node with
+// the least idle GPU, or the unquantised fragmentation decrease.
 func (p *Plugin) NormalizeScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
 	switch p.opts.TieBreak {
 	case TieBreakNone:

@@ -101,10 +101,9 @@ func Rank(scores fwk.NodeScoreList) {
 // The finaliser matters. FNV-1a alone barely changes its high bits when
 // only the last characters differ, so names like node-0100, node-0101, ...
 // sort almost in name order (in blocks of ten): on the FGD paper's trace,
-// whose node names are sequential and grouped by GPU model, 92% of
-// neighbours in that order were within ten node numbers, and FGD reached
-// 95.25% instead of 95.39% with a well-mixed order (seeds 42-51;
-// ../README.md).
+// whose node names are sequential and grouped by GPU model, ties then
+// walked through the cluster model by model, and FGD allocated fewer GPUs
+// than with a well-mixed order (see bench/RESULTS.md, Decisions).
 func Less(a, b string) bool {
 	ka, kb := key(a), key(b)
 	if ka != kb {
