@@ -24,7 +24,7 @@ LDFLAGS := $(LAZY) -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(S
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
+.PHONY: all deps build helmtool run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
 
 all: build
 
@@ -60,8 +60,14 @@ test-unit:
 
 # test/wasm drives the wasm shim through a private containerd's CRI (no
 # server); -p 1 keeps it from competing with the server suite for the CPU.
-test-e2e: build
+test-e2e: build helmtool
 	STRATA_BIN=$(BIN) $(GO) test -p 1 ./test/e2e/ ./test/wasm/ -count=1 -v -timeout 60m
+
+# Installs charts through Helm's Go SDK for the e2e tests; its own module,
+# so Helm's dependencies do not move Strata's.
+helmtool:
+	@mkdir -p $(BIN)
+	cd test/helmtool && $(GO) build -o $(BIN)/helmtool .
 
 test: deps build vet test-unit test-e2e
 

@@ -18,3 +18,4 @@ fi
 command -v go >/dev/null 2>&1 || { echo "deps: Go is missing: install Go 1.26 (https://go.dev/dl) and re-run" >&2; exit 1; }
 echo "deps: downloading Go modules"
 go mod download
+(cd "$(dirname "$0")/../test/helmtool" && go mod download)

@@ -1,15 +1,22 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
@@ -24,10 +31,13 @@ type extensionsFlags struct {
 	kubeconfig, stateDir        string
 	webhookBind, webhookAddress string
 	webhookPort                 int
-	gatewayBind, functionDomain string
-	gatewayPort, metricsPort    int
-	unmatched                   string
-	policy                      imagepolicy.Options
+	// In a cluster: the webhooks' Service, a mounted certificate, and the
+	// object that owns what the extensions create.
+	webhookService, webhookCertDir, ownerClusterRole string
+	gatewayBind, functionDomain                      string
+	gatewayPort, metricsPort                         int
+	unmatched                                        string
+	policy                                           imagepolicy.Options
 }
 
 func newExtensionsCommand() *cobra.Command {
@@ -65,6 +75,9 @@ registered and fail closed until the extensions run again.`,
 	fs.StringVar(&f.webhookBind, "webhook-bind-address", "127.0.0.1", "address the admission webhooks listen on")
 	fs.StringVar(&f.webhookAddress, "webhook-address", "", "IP or DNS name the API server uses to reach the webhooks (default: --webhook-bind-address)")
 	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "port of the admission webhooks")
+	fs.StringVar(&f.webhookService, "webhook-service", "", "NAMESPACE/NAME of a Service (port 443) that the API server reaches the webhooks through, instead of --webhook-address (in a cluster)")
+	fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", "", "directory with the webhooks' tls.crt, tls.key and the ca.crt that signed them (default: a CA and certificate made under --state-dir)")
+	fs.StringVar(&f.ownerClusterRole, "owner-clusterrole", "", "ClusterRole that owns every cluster-level object the extensions create, so deleting it (uninstalling the Helm chart) removes them all")
 	fs.StringVar(&f.gatewayBind, "gateway-bind-address", "0.0.0.0", "address of the functions' HTTP gateway")
 	fs.IntVar(&f.gatewayPort, "gateway-port", 8088, "port of the functions' HTTP gateway")
 	fs.StringVar(&f.functionDomain, "function-domain", "localhost", "functions answer at http://<function>.<namespace>.DOMAIN:<gateway-port>/")
@@ -98,7 +111,14 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 	if address == "" {
 		address = f.webhookBind
 	}
-	if ip := net.ParseIP(address); ip != nil && ip.IsUnspecified() {
+	var svcNamespace, svcName string
+	if f.webhookService != "" {
+		var ok bool
+		if svcNamespace, svcName, ok = strings.Cut(f.webhookService, "/"); !ok || svcNamespace == "" || svcName == "" {
+			return cfg, fmt.Errorf("--webhook-service %q: use NAMESPACE/NAME of the webhooks' Service", f.webhookService)
+		}
+		address = svcName + "." + svcNamespace + ".svc"
+	} else if ip := net.ParseIP(address); ip != nil && ip.IsUnspecified() {
 		return cfg, fmt.Errorf("--webhook-address is needed when the webhooks listen on %s: pass the address the API server reaches this host at", address)
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -112,17 +132,35 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 	if err != nil {
 		return cfg, fmt.Errorf("--state-dir: %w", err)
 	}
-	cert, caPEM, err := webhookCert(l, address)
+	certDir, certName, keyName := f.webhookCertDir, "tls.crt", "tls.key"
+	var caPEM []byte
+	if certDir != "" {
+		if caPEM, err = os.ReadFile(filepath.Join(certDir, "ca.crt")); err != nil {
+			return cfg, fmt.Errorf("--webhook-cert-dir: %w (it needs tls.crt, tls.key and ca.crt)", err)
+		}
+	} else {
+		cert, ca, err := webhookCert(l, address)
+		if err != nil {
+			return cfg, fmt.Errorf("webhook certificate under %s: %w", l.PKIDir(), err)
+		}
+		certDir, certName, keyName, caPEM = l.PKIDir(), cert.name+".crt", cert.name+".key", ca
+	}
+	owner, err := f.owner(cmd.Context(), rc)
 	if err != nil {
-		return cfg, fmt.Errorf("webhook certificate under %s: %w", l.PKIDir(), err)
+		return cfg, err
 	}
 	out := cmd.ErrOrStderr()
 	cfg = extensions.Config{
-		REST: rc,
+		REST:  rc,
+		Owner: owner,
 		Webhook: extensions.Webhook{
 			Host: f.webhookBind, Port: f.webhookPort,
-			CertDir: l.PKIDir(), CertName: cert.name + ".crt", KeyName: cert.name + ".key",
+			CertDir: certDir, CertName: certName, KeyName: keyName,
 			ClientConfig: func(path string) admissionregistrationv1.WebhookClientConfig {
+				if svcName != "" {
+					return admissionregistrationv1.WebhookClientConfig{CABundle: caPEM,
+						Service: &admissionregistrationv1.ServiceReference{Namespace: svcNamespace, Name: svcName, Path: &path, Port: ptr.To[int32](443)}}
+				}
 				url := "https://" + net.JoinHostPort(address, strconv.Itoa(f.webhookPort)) + path
 				return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 			},
@@ -141,6 +179,22 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 	}
 	klog.InfoS("Strata extensions", "server", rc.Host, "webhook", cfg.Webhook.ClientConfig("/"))
 	return cfg, nil
+}
+
+// owner is the reference to --owner-clusterrole, if given.
+func (f *extensionsFlags) owner(ctx context.Context, rc *rest.Config) (*metav1.OwnerReference, error) {
+	if f.ownerClusterRole == "" {
+		return nil, nil
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, f.ownerClusterRole, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("--owner-clusterrole %s: %w", f.ownerClusterRole, err)
+	}
+	return &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: role.Name, UID: role.UID}, nil
 }
 
 type certName struct{ name string }

@@ -73,6 +73,7 @@ func newImageBuildCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&spec.Binary, "binary", "", "static executable to run (placed at /NAME unless --entrypoint says otherwise)")
+	f.BoolVar(&spec.WithLibs, "with-libs", false, "let --binary be dynamically linked: copy its ELF interpreter and shared libraries from this machine into the image")
 	f.StringVar(&spec.Dir, "dir", "", "directory that becomes the image's root file system")
 	f.StringVar(&spec.Wasm, "wasm", "", "WASI module (GOOS=wasip1 GOARCH=wasm) to run with runtimeClassName: wasm (placed at /NAME)")
 	f.IntVar(&spec.HTTPPort, "http-port", 0, "with --wasm: serve HTTP on this port, one module instance per request (CGI style)")

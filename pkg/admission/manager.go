@@ -1,8 +1,8 @@
 // Package admission assembles Strata's admission webhooks (image signature
 // policy in imagepolicy/, GPU device classes in deviceclass/) and the
 // ClusterImagePolicy status controller into one controller-runtime
-// manager, and registers the webhooks. `strata server` runs it in-process;
-// `strata webhook serve` runs the same manager in any cluster.
+// manager, and registers the webhooks. pkg/extensions runs it, in `strata
+// server` and in `strata extensions` on any cluster.
 package admission
 
 import (

@@ -48,3 +48,22 @@ func TestApplyAndCreateOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestOwned(t *testing.T) {
+	owner := metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: "strata", UID: "u-1"}
+	c := Owned(fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).Build(), owner)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c"}}
+	for range 2 { // create, then replace: one reference
+		if err := Apply(ctx, c, cm.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(cm), got); err != nil {
+		t.Fatal(err)
+	}
+	if refs := got.OwnerReferences; len(refs) != 1 || refs[0] != owner {
+		t.Fatalf("owner references %+v, want just %+v", refs, owner)
+	}
+}

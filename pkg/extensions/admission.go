@@ -33,7 +33,7 @@ const (
 // API server once they answer. It is ready when admission is enforced, so
 // nothing that requires it (the admin kubeconfig) slips past it.
 func (c *Config) runAdmission(ctx context.Context, ready func()) error {
-	cl, err := Client(c.REST)
+	cl, err := c.client()
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/strata-dev/strata/pkg/admission"
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/crds"
 	"github.com/strata-dev/strata/pkg/serverless"
 	"github.com/strata-dev/strata/pkg/supervise"
@@ -55,6 +57,11 @@ type Config struct {
 	Say func(format string, args ...any)
 	// Hint is added to component errors (where the logs are).
 	Hint string
+	// Owner, when set, is given as owner to every object the extensions
+	// create at the cluster level (CRDs, webhook configurations, cluster
+	// objects), so that deleting it (a Helm release's ClusterRole) lets the
+	// garbage collector remove them all.
+	Owner *metav1.OwnerReference
 }
 
 // Webhook describes the admission webhook server.
@@ -92,7 +99,7 @@ func Components(c Config) []supervise.Component {
 	var gateway *serverless.Server
 	return []supervise.Component{
 		supervise.Task(CRDs, after(), func(ctx context.Context) error {
-			cl, err := Client(c.REST)
+			cl, err := c.client()
 			if err != nil {
 				return err
 			}
@@ -100,7 +107,7 @@ func Components(c Config) []supervise.Component {
 		}),
 		{Name: Webhooks, Requires: webhookNeeds, Hint: c.Hint, Runnable: supervise.RunFunc(c.runAdmission)},
 		supervise.Task(ClusterObjects, after(), func(ctx context.Context) error {
-			cl, err := Client(c.REST)
+			cl, err := c.client()
 			if err != nil {
 				return err
 			}
@@ -134,6 +141,15 @@ func Client(rc *rest.Config) (client.Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	return c, nil
+}
+
+// client is the client the extensions write cluster objects with.
+func (c *Config) client() (client.Client, error) {
+	cl, err := Client(c.REST)
+	if err != nil || c.Owner == nil {
+		return cl, err
+	}
+	return apply.Owned(cl, *c.Owner), nil
 }
 
 func (c *Config) say(format string, args ...any) {

@@ -27,6 +27,10 @@ import (
 type ImageSpec struct {
 	// Binary is a static executable placed at /<basename> (or Entrypoint[0]).
 	Binary string
+	// WithLibs lets Binary be dynamically linked: its ELF interpreter and
+	// shared libraries are copied from this machine into the layer, at the
+	// paths the loader looks for them (a base layer of just those files).
+	WithLibs bool
 	// Dir is a directory whose contents become the image root.
 	Dir string
 	// Wasm is a WASI module placed at /<basename> (or Entrypoint[0]) and
@@ -57,6 +61,9 @@ func (s *ImageSpec) Validate() error {
 	if n != 1 {
 		return fmt.Errorf("give exactly one of --binary FILE, --dir DIR or --wasm MODULE as the image content")
 	}
+	if s.WithLibs && s.Binary == "" {
+		return fmt.Errorf("--with-libs goes with --binary: it adds a dynamically linked binary's shared libraries")
+	}
 	if s.HTTPPort != 0 && (s.Wasm == "" || s.HTTPPort < 1 || s.HTTPPort > 65535) {
 		return fmt.Errorf("--http-port %d: needs --wasm and a port from 1 to 65535", s.HTTPPort)
 	}
@@ -73,8 +80,10 @@ func (s *ImageSpec) Validate() error {
 		if st.IsDir() || st.Mode()&0o111 == 0 {
 			return fmt.Errorf("binary %s is not an executable file: build it with CGO_ENABLED=0 go build, or use --dir for a directory", s.Binary)
 		}
-		if err := checkStaticELF(s.Binary); err != nil {
-			return err
+		if !s.WithLibs {
+			if err := checkStaticELF(s.Binary); err != nil {
+				return err
+			}
 		}
 	}
 	if s.Dir != "" {
@@ -170,7 +179,17 @@ func Build(s ImageSpec) (v1.Image, error) {
 		} else {
 			entry = []string{target}
 		}
-		layerTar, err = tarFile(file, target)
+		files := map[string]string{target: file}
+		if s.WithLibs {
+			libs, err := sharedLibs(file)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range libs {
+				files[l] = l
+			}
+		}
+		layerTar, err = tarFiles(files)
 	} else {
 		layerTar, err = tarDir(s.Dir)
 	}
@@ -265,26 +284,41 @@ func Push(img v1.Image, ref string, opts ...remote.Option) (string, error) {
 	return r.Context().Digest(d.String()).String(), nil
 }
 
-func tarFile(src, target string) ([]byte, error) {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", src, err)
+// tarFiles packs files (image path -> source, symlinks followed) with
+// their parent directories, in a fixed order so the same input gives the
+// same digest.
+func tarFiles(files map[string]string) ([]byte, error) {
+	targets := make([]string, 0, len(files))
+	for t := range files {
+		targets = append(targets, t)
 	}
+	sort.Strings(targets)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	target = strings.TrimPrefix(path.Clean(target), "/")
-	if dir := path.Dir(target); dir != "." {
-		for _, d := range parents(dir) {
-			if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
-				return nil, err
+	dirs := map[string]bool{}
+	for _, t := range targets {
+		data, err := os.ReadFile(files[t])
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", files[t], err)
+		}
+		name := strings.TrimPrefix(path.Clean(t), "/")
+		if dir := path.Dir(name); dir != "." {
+			for _, d := range parents(dir) {
+				if dirs[d] {
+					continue
+				}
+				dirs[d] = true
+				if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+					return nil, err
+				}
 			}
 		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: target, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,98 +71,122 @@ func TestExtensionsOnVanillaCluster(t *testing.T) {
 	pushUnsignedImage(t, "hello", "localhost:5000/hello:vanilla", "--port", "8080", "--user", "65532")
 	s.createHelloPod(t, "before-extensions", "localhost:5000/hello:vanilla")
 
-	// The extensions, from outside the cluster, on ports of their own.
-	state := t.TempDir()
-	var out syncBuffer
-	ext := exec.Command(bin("strata"), "extensions", "--kubeconfig", filepath.Join(dir, "admin.kubeconfig"), "--state-dir", state,
-		"--webhook-port", "29443", "--gateway-port", "28088", "--metrics-port", "29464")
-	ext.Stdout, ext.Stderr = &out, &out
-	if err := ext.Start(); err != nil {
-		t.Fatal(err)
-	}
-	extDone := make(chan error, 1)
-	go func() { extDone <- ext.Wait() }()
-	defer func() {
-		_ = ext.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-extDone:
-			if err != nil {
-				t.Errorf("strata extensions after SIGTERM: %v\n%s", err, out.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = ext.Process.Kill()
-			t.Errorf("strata extensions did not stop within 30s of SIGTERM\n%s", out.String())
-		}
-	}()
-	waitFor(t, 2*time.Minute, "the extensions to enforce image policy", func(context.Context) (bool, error) {
-		select {
-		case err := <-extDone:
-			t.Fatalf("strata extensions exited: %v\n%s", err, out.String())
-		default:
-		}
-		return strings.Contains(out.String(), "image signature policy enforced"), nil
-	})
-
-	// Trust the server's key for the local registry (inline, as a user of
-	// another cluster would paste their cosign.pub).
+	// Trust the server's key for a registry (inline, as a user of another
+	// cluster would paste their cosign.pub), push a signed hello and an
+	// unsigned netcheck there (another program: a signature is per digest,
+	// and the same image under another tag would carry the signed one's),
+	// and check that the first is admitted and the second refused.
 	_, pubFile, _ := layout.Layout{DataDir: dir}.SigningKey()
 	pub, err := os.ReadFile(pubFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := "apiVersion: security.strata.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: vanilla-local}\nspec:\n" +
-		"  images: [{glob: \"localhost:5000/**\"}]\n  authorities:\n  - name: server-key\n    key:\n      data: |\n        " +
-		strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ") + "\n"
-	applyYAML(t, s, policy)
-	pushImage := func(binary, ref string, sign bool, extra ...string) {
+	enforced := func(t *testing.T, policyName, reg string) {
 		t.Helper()
-		strata(t, append([]string{"image", "build", "--binary", bin(binary), "-t", ref, "--push"}, extra...)...)
-		if sign {
-			strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, ref)
+		strata(t, "image", "build", "--binary", bin("hello"), "--port", "8080", "--user", "65532", "--push", "-t", reg+"/hello:signed")
+		strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, reg+"/hello:signed")
+		strata(t, "image", "build", "--binary", bin("netcheck"), "--user", "65532", "--push", "-t", reg+"/netcheck:unsigned")
+		applyYAML(t, s, "apiVersion: security.strata.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: "+policyName+"}\nspec:\n"+
+			"  images: [{glob: \""+reg+"/**\"}]\n  authorities:\n  - name: server-key\n    key:\n      data: |\n        "+
+			strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")+"\n")
+		waitFor(t, 30*time.Second, "a signed image admitted", func(context.Context) (bool, error) {
+			return s.tryHelloPod(t, "signed", reg+"/hello:signed") == nil, nil
+		})
+		err := s.tryHelloPod(t, "unsigned", reg+"/netcheck:unsigned")
+		if err == nil || !strings.Contains(err.Error(), `denied by ClusterImagePolicy "`+policyName+`": no signatures found for `+reg+`/netcheck@sha256:`) {
+			t.Fatalf("unsigned image: %v, want a denial naming the image and its signature", err)
 		}
-	}
-	pushImage("hello", "localhost:5000/hello:signed", true, "--port", "8080", "--user", "65532")
-	// Another program: a signature is per digest, and the same image under
-	// another tag would carry the signed one's.
-	pushImage("netcheck", "localhost:5000/netcheck:unsigned", false, "--user", "65532")
-	waitFor(t, 30*time.Second, "a signed image admitted", func(context.Context) (bool, error) {
-		return s.tryHelloPod(t, "signed", "localhost:5000/hello:signed") == nil, nil
-	})
-	err = s.tryHelloPod(t, "unsigned", "localhost:5000/netcheck:unsigned")
-	if err == nil || !strings.Contains(err.Error(), `denied by ClusterImagePolicy "vanilla-local": no signatures found for localhost:5000/netcheck@sha256:`) {
-		t.Fatalf("unsigned image: %v, want a denial naming the image and its signature", err)
+		s.mustKubectl(t, "delete", "pod", "signed", "--wait=false")
 	}
 
-	// A wasm Function answers through the extensions' gateway: at zero
-	// replicas the gateway's warm wasm host serves it (the vanilla node has
-	// no wasm runtime, which a Function at zero does not need).
-	strata(t, "image", "build", "--wasm", bin("wasm-http.wasm"), "--http-port", "8080", "-t", "localhost:5000/wasm-http:vanilla", "--push")
-	strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, "localhost:5000/wasm-http:vanilla")
-	applyYAML(t, s, `apiVersion: serving.strata.dev/v1alpha1
-kind: Function
-metadata: {name: vanilla-fn, namespace: default}
-spec:
-  image: localhost:5000/wasm-http:vanilla
-  runtime: wasm
-  port: 8080
-  env: [{name: GREETING, value: hello from another cluster}]
-  minScale: 0
-  maxScale: 1
-`)
-	client := &http.Client{Timeout: 10 * time.Second}
-	waitFor(t, time.Minute, "the Function to answer through the extensions' gateway", func(context.Context) (bool, error) {
-		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:28088/", nil)
-		req.Host = "vanilla-fn.default.localhost"
+	t.Run("the Helm chart installs and enforces and serves a Function and uninstalls cleanly", func(t *testing.T) {
+		s.helmChart(t, enforced)
+	})
+	t.Run("strata extensions runs from outside the cluster", func(t *testing.T) {
+		// The extensions, from outside the cluster, on ports of their own.
+		state := t.TempDir()
+		var out syncBuffer
+		ext := exec.Command(bin("strata"), "extensions", "--kubeconfig", filepath.Join(dir, "admin.kubeconfig"), "--state-dir", state,
+			"--webhook-port", "29443", "--gateway-port", "28088", "--metrics-port", "29464")
+		ext.Stdout, ext.Stderr = &out, &out
+		if err := ext.Start(); err != nil {
+			t.Fatal(err)
+		}
+		extDone := make(chan error, 1)
+		go func() { extDone <- ext.Wait() }()
+		defer func() {
+			_ = ext.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-extDone:
+				if err != nil {
+					t.Errorf("strata extensions after SIGTERM: %v\n%s", err, out.String())
+				}
+			case <-time.After(30 * time.Second):
+				_ = ext.Process.Kill()
+				t.Errorf("strata extensions did not stop within 30s of SIGTERM\n%s", out.String())
+			}
+		}()
+		waitFor(t, 2*time.Minute, "the extensions to enforce image policy", func(context.Context) (bool, error) {
+			select {
+			case err := <-extDone:
+				t.Fatalf("strata extensions exited: %v\n%s", err, out.String())
+			default:
+			}
+			return strings.Contains(out.String(), "image signature policy enforced"), nil
+		})
+
+		enforced(t, "vanilla-local", "localhost:5000")
+
+		// A wasm Function answers through the extensions' gateway: at zero
+		// replicas the gateway's warm wasm host serves it (the vanilla node has
+		// no wasm runtime, which a Function at zero does not need).
+		strata(t, "image", "build", "--wasm", bin("wasm-http.wasm"), "--http-port", "8080", "--push", "-t", "localhost:5000/wasm-http:vanilla")
+		strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, "localhost:5000/wasm-http:vanilla")
+		applyYAML(t, s, functionYAML("vanilla-fn", "localhost:5000/wasm-http:vanilla", "wasm", "hello from another cluster"))
+		waitAnswer(t, "127.0.0.1:28088", "vanilla-fn.default.localhost", "hello from another cluster")
+		s.kubectl(t, "delete", "function", "vanilla-fn", "--wait=false")
+	})
+}
+
+// waitAnswer waits for a Function to answer with want through the gateway
+// at addr (host:port), for the Function's host name.
+func waitAnswer(t *testing.T, addr, host, want string) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	var last string
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		req.Host = host
 		resp, err := client.Do(req)
 		if err != nil {
-			return false, nil
+			last = err.Error()
+		} else {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
 		}
-		defer resp.Body.Close()
-		body := make([]byte, 4096)
-		n, _ := resp.Body.Read(body)
-		return resp.StatusCode == http.StatusOK && strings.Contains(string(body[:n]), "hello from another cluster"), nil
-	})
-	s.kubectl(t, "delete", "function", "vanilla-fn", "--wait=false")
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer %q through the gateway at %s within 2m; last answer: %s", host, want, addr, last)
+}
+
+// functionYAML is a Function at zero replicas.
+func functionYAML(name, image, runtime, greeting string) string {
+	return fmt.Sprintf(`apiVersion: serving.strata.dev/v1alpha1
+kind: Function
+metadata: {name: %s, namespace: default}
+spec:
+  image: %s
+  runtime: %s
+  port: 8080
+  env: [{name: GREETING, value: %s}]
+  minScale: 0
+  maxScale: 1
+`, name, image, runtime, greeting)
 }
 
 // createHelloPod creates a restricted hello pod and fails the test if the
@@ -184,9 +210,15 @@ func (s *server) tryHelloPod(t *testing.T, name, image string) error {
 // applyYAML applies a manifest with the embedded kubectl.
 func applyYAML(t *testing.T, s *server, manifest string) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "manifest.yaml")
-	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+	// Not t.TempDir(): kubectl splits -f at commas, which subtest names have.
+	f, err := os.CreateTemp("", "strata-e2e-*.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.mustKubectl(t, "apply", "-f", f)
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(manifest); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s.mustKubectl(t, "apply", "-f", f.Name())
 }

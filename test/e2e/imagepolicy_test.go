@@ -195,32 +195,6 @@ func TestImagePolicy(t *testing.T) {
 		}
 	})
 
-	t.Run("install manifests for other clusters pass server-side validation", func(t *testing.T) {
-		// A server-side dry-run create validates every object against this
-		// API server without storing it. Objects Strata itself has (the CRD,
-		// the webhook configurations, the namespace) answer AlreadyExists,
-		// which the API server checks only after validation and admission.
-		// The image must pass this cluster's own policy: the signed pause.
-		manifests := strata(t, "webhook", "manifests", "--namespace", "strata-system", "--image", "localhost:5000/strata/pause:3.10")
-		out, _ := s.kubectlStdin(t, manifests, "create", "--dry-run=server", "-f", "-")
-		created := 0
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			switch {
-			case strings.HasSuffix(line, "created (server dry run)"):
-				created++
-			case strings.HasPrefix(line, "Error from server (AlreadyExists)"):
-			default:
-				t.Errorf("install manifests refused: %s", line)
-			}
-		}
-		if created < 6 { // RBAC (2), service account, secret, service, deployment
-			t.Errorf("only %d objects validated:\n%s", created, out)
-		}
-		if out, err := cli("webhook", "manifests"); err == nil || !strings.Contains(out, "--image is required") {
-			t.Errorf("manifests without --image: %v\n%s", err, out)
-		}
-	})
-
 	t.Run("a policy whose key Secret is missing reports it and fails closed", func(t *testing.T) {
 		manifest := `apiVersion: security.strata.dev/v1alpha1
 kind: ClusterImagePolicy

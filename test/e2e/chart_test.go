@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/strata-dev/strata/pkg/layout"
+	"github.com/strata-dev/strata/pkg/registry"
+)
+
+// helmChart installs deploy/strata (through Helm's Go SDK, test/helmtool)
+// on s, a vanilla server, with an image of this build's strata; checks that
+// enforced holds and that a container Function answers through the
+// chart's gateway Service; uninstalls, and checks that nothing the
+// extensions created is left.
+func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName, reg string)) {
+	ctx := context.Background()
+	// The extensions run in a pod, where localhost:5000 (the server's
+	// loopback registry) is not the node's: their images come from a
+	// registry on the node's bridge address, as a real cluster's come from
+	// a registry its pods and nodes reach. containerd pulls it over plain
+	// HTTP through a hosts.toml, as the server does for its own.
+	reg := podRegistry(t, s)
+	const ns, release = "strata-ext", "e2e"
+	const name = release + "-strata"
+	image := "localhost:5000/strata:e2e"
+	strata(t, "image", "build", "--binary", bin("strata"), "--with-libs", "-t", image, "--push")
+	// The extensions' own pod must start even when their webhooks are down.
+	if _, err := s.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{"security.strata.dev/image-policy": "exempt"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(s.dataDir, "admin.kubeconfig")
+	helm := func(args ...string) string {
+		t.Helper()
+		args = append(args[:1:1], append([]string{"--kubeconfig", kubeconfig, "--namespace", ns, "--name", release}, args[1:]...)...)
+		out, err := exec.Command(bin("helmtool"), args...).CombinedOutput()
+		if err != nil {
+			logs, _ := s.kubectl(t, "logs", "-n", ns, "deploy/"+name, "--tail=40")
+			t.Fatalf("helmtool %s: %v\n%s\nextensions' log:\n%s", strings.Join(args, " "), err, out, logs)
+		}
+		return string(out)
+	}
+	// Bad input: no image says what to set, and installs nothing.
+	out, err := exec.Command(bin("helmtool"), "install", "--kubeconfig", kubeconfig, "--namespace", ns, "--name", release, "../../deploy/strata").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "set image: an image whose entrypoint is the strata binary") {
+		t.Fatalf("install without an image: %v\n%s", err, out)
+	}
+	helm("install", "--set", "image="+image, "../../deploy/strata")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, args := range [][]string{
+				{"get", "function,deploy,pods,events", "-A", "-o", "wide"},
+				{"logs", "-n", ns, "deploy/" + name, "--tail=60"},
+			} {
+				out, _ := s.kubectl(t, args...)
+				t.Logf("kubectl %s:\n%s", strings.Join(args, " "), out)
+			}
+		}
+	})
+	waitFor(t, time.Minute, "the chart's extensions to register their webhooks", func(ctx context.Context) (bool, error) {
+		h, err := s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "strata-image-policy", metav1.GetOptions{})
+		return err == nil && h.Webhooks[0].ClientConfig.Service != nil && h.Webhooks[0].ClientConfig.Service.Namespace == ns, nil
+	})
+
+	enforced(t, "pod-registry", reg)
+
+	// A container Function scales from zero behind the chart's gateway.
+	gw, err := s.client.CoreV1().Services(ns).Get(ctx, name+"-gateway", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyYAML(t, s, functionYAML("chart-fn", reg+"/hello:signed", "container", "hello from the chart"))
+	waitAnswer(t, fmt.Sprintf("%s:%d", gw.Spec.ClusterIP, gw.Spec.Ports[0].Port), "chart-fn.default.localhost", "hello from the chart: pod chart-fn-")
+
+	// A Function's Deployment is the garbage collector's to delete; once
+	// the CRD is gone the collector cannot resolve its owner's kind and
+	// keeps it, so Functions go first, as NOTES.txt tells users.
+	s.mustKubectl(t, "delete", "function", "chart-fn")
+	waitFor(t, time.Minute, "the Function's Deployment collected", func(ctx context.Context) (bool, error) {
+		_, err := s.client.AppsV1().Deployments("default").Get(ctx, "chart-fn", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	helm("uninstall")
+	waitFor(t, 2*time.Minute, "nothing of the chart left", func(ctx context.Context) (bool, error) {
+		left := s.chartLeftovers(t, ctx, ns)
+		if len(left) > 0 {
+			t.Logf("still there: %v", left)
+		}
+		return len(left) == 0, nil
+	})
+	if err := s.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chartLeftovers lists what the chart and its extensions created that
+// still exists.
+func (s *server) chartLeftovers(t *testing.T, ctx context.Context, ns string) []string {
+	var left []string
+	add := func(kind string, names []string, keep func(string) bool) {
+		for _, n := range names {
+			if keep(n) {
+				left = append(left, kind+" "+n)
+			}
+		}
+	}
+	strataName := func(n string) bool { return strings.Contains(n, "strata") }
+	if l, err := s.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		add("ValidatingWebhookConfiguration", namesOf(l.Items), strataName)
+	}
+	if l, err := s.client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		add("MutatingWebhookConfiguration", namesOf(l.Items), strataName)
+	}
+	if l, err := s.client.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{}); err == nil {
+		add("RuntimeClass", namesOf(l.Items), func(string) bool { return true })
+	}
+	if l, err := s.client.ResourceV1().DeviceClasses().List(ctx, metav1.ListOptions{}); err == nil {
+		add("DeviceClass", namesOf(l.Items), func(string) bool { return true })
+	}
+	if l, err := s.client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{}); err == nil {
+		add("PriorityClass", namesOf(l.Items), strataName)
+	}
+	if l, err := s.client.AdmissionregistrationV1().MutatingAdmissionPolicies().List(ctx, metav1.ListOptions{}); err == nil {
+		add("MutatingAdmissionPolicy", namesOf(l.Items), func(string) bool { return true })
+	}
+	if l, err := s.client.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{}); err == nil {
+		add("ClusterRole", namesOf(l.Items), strataName)
+	}
+	if l, err := s.client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}); err == nil {
+		add("Deployment", namesOf(l.Items), func(string) bool { return true })
+	}
+	if l, err := s.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		add("Pod", namesOf(l.Items), func(string) bool { return true })
+	}
+	if out, err := s.kubectl(t, "get", "crd", "-o", "name"); err == nil {
+		add("CRD", strings.Fields(out), func(n string) bool { return strings.HasSuffix(n, ".strata.dev") })
+	}
+	return left
+}
+
+// namesOf lists the names of API objects.
+func namesOf[T any, P interface {
+	*T
+	GetName() string
+}](items []T) []string {
+	out := make([]string, 0, len(items))
+	for i := range items {
+		out = append(out, P(&items[i]).GetName())
+	}
+	return out
+}
+
+// podRegistry runs an OCI registry on the node's bridge address for the
+// rest of the test and tells s's containerd to pull from it over HTTP.
+func podRegistry(t *testing.T, s *server) string {
+	t.Helper()
+	addr := "10.88.0.1:5001"
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	if err := registry.WriteContainerdHosts(layout.Layout{DataDir: s.dataDir}.RegistryHostsDir(), addr, "http://"+addr); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
