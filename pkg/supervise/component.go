@@ -74,16 +74,3 @@ func Task(name string, requires []string, step func(ctx context.Context) error) 
 		return nil
 	})}
 }
-
-// Serve wraps a component whose start-up is separate from its serving: start
-// returns once the component is ready (or fails), wait blocks until it stops
-// on its own or ctx ends, and stop releases it.
-func Serve(start func(ctx context.Context) error, wait func(ctx context.Context) error) RunFunc {
-	return func(ctx context.Context, ready func()) error {
-		if err := start(ctx); err != nil {
-			return err
-		}
-		ready()
-		return wait(ctx)
-	}
-}

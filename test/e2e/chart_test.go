@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"io"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/registry"
+	"github.com/strata-dev/strata/pkg/registry/registrytest"
 )
 
 // helmChart installs deploy/strata (through Helm's Go SDK, test/helmtool)
@@ -166,18 +165,7 @@ func namesOf[T any, P interface {
 // rest of the test and tells s's containerd to pull from it over HTTP.
 func podRegistry(t *testing.T, s *server) string {
 	t.Helper()
-	addr := "10.88.0.1:5001"
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
+	addr := registrytest.StartAt(t, "10.88.0.1:5001")
 	if err := registry.WriteContainerdHosts(layout.Layout{DataDir: s.dataDir}.RegistryHostsDir(), addr, "http://"+addr); err != nil {
 		t.Fatal(err)
 	}

@@ -26,30 +26,8 @@ import (
 // against it from outside: then a signed image is admitted, an unsigned one
 // refused, and a Function answers through the extensions' gateway.
 func TestExtensionsOnVanillaCluster(t *testing.T) {
-	if shared != nil {
-		// The vanilla node needs the shared server's ports.
-		if err := shared.stop(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir, err := os.MkdirTemp("", "strata-e2e-vanilla-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{dataDir: dir, args: []string{"--vanilla"}}
-	if err := s.start(); err != nil {
-		t.Fatalf("start strata server --vanilla: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Error(err)
-		}
-		if leaks := append(s.leftovers(), podCgroups()...); len(leaks) > 0 {
-			t.Errorf("left behind:\n%s", strings.Join(leaks, "\n"))
-		} else if !t.Failed() {
-			os.RemoveAll(dir)
-		}
-	})
+	s := ownServer(t, "strata-e2e-vanilla-", []string{"--vanilla"}, nil)
+	dir := s.dataDir
 	ctx := context.Background()
 
 	// Vanilla: no Strata CRD, webhook or RuntimeClass, and unsigned images run.

@@ -239,6 +239,39 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 	return out
 }
 
+// ownServer starts a server of the test's own on a fresh data dir, in
+// place of the shared one (same ports, which it stops first), and stops it
+// when the test ends, failing the test on anything left behind. A cleanup,
+// not a defer: cleanups the test registers later run first, while the
+// server is still up.
+func ownServer(t *testing.T, prefix string, args, env []string) *server {
+	t.Helper()
+	if shared != nil {
+		if err := shared.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{dataDir: dir, args: args, env: env}
+	if err := s.start(); err != nil {
+		t.Fatalf("start strata server %s: %v", strings.Join(args, " "), err)
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Error(err)
+		}
+		if leaks := append(s.leftovers(), podCgroups()...); len(leaks) > 0 {
+			t.Errorf("left behind:\n%s", strings.Join(leaks, "\n"))
+		} else if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	return s
+}
+
 // podCgroups lists the kubelet's pod cgroups: none may be left once the
 // only node server has stopped.
 func podCgroups() []string {

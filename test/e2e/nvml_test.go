@@ -89,32 +89,8 @@ func TestNVMLBackend(t *testing.T) {
 // sees that GPU's UUID. The stand-in has no /dev/nvidia* nodes, so the
 // CDI devices carry none, as on a host whose device files are missing.
 func TestNVMLNode(t *testing.T) {
-	if shared != nil {
-		// Same ports as the shared server, which the next test restarts.
-		if err := shared.stop(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir, err := os.MkdirTemp("", "strata-e2e-nvml-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{dataDir: dir, args: []string{"--gpu-backend", "nvml"}, env: []string{"LD_LIBRARY_PATH=" + fakeNVMLDir(t)}}
-	if err := s.start(); err != nil {
-		t.Fatalf("start strata server with NVML: %v", err)
-	}
-	// A cleanup, not a defer: the claim template's cleanup, registered
-	// later, runs first, while the server is still up.
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Error(err)
-		}
-		if leaks := append(s.leftovers(), podCgroups()...); len(leaks) > 0 {
-			t.Errorf("left behind:\n%s", strings.Join(leaks, "\n"))
-		} else if !t.Failed() {
-			os.RemoveAll(dir)
-		}
-	})
+	s := ownServer(t, "strata-e2e-nvml-", []string{"--gpu-backend", "nvml"}, []string{"LD_LIBRARY_PATH=" + fakeNVMLDir(t)})
+	dir := s.dataDir
 	var slice *resourcev1.ResourceSlice
 	waitFor(t, 60*time.Second, "the node's gpu.strata.dev ResourceSlice", func(ctx context.Context) (bool, error) {
 		l, err := s.client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=gpu.strata.dev"})

@@ -26,7 +26,13 @@ func FreeAddr(t testing.TB) string {
 // ends and returns its host:port.
 func Start(t testing.TB) string {
 	t.Helper()
-	addr := FreeAddr(t)
+	return StartAt(t, FreeAddr(t))
+}
+
+// StartAt runs the embedded registry on addr until the test ends and
+// returns addr.
+func StartAt(t testing.TB, addr string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &registry.Server{Addr: addr, RootDir: t.TempDir(), LogOutput: io.Discard}
 	ready, done := make(chan struct{}), make(chan error, 1)
