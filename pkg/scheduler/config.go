@@ -117,13 +117,27 @@ func Configuration(kubeconfig string, parallelism int) *configv1.KubeSchedulerCo
 	}
 }
 
-// ConfigYAML is Configuration as the file kube-scheduler reads.
-func ConfigYAML(kubeconfig string, parallelism int) ([]byte, error) {
-	data, err := yaml.Marshal(Configuration(kubeconfig, parallelism))
+// SecondProfile turns c into a scheduler that runs beside a cluster's own:
+// its one profile answers to schedulerName (pods opt in with
+// spec.schedulerName), and it talks to the API server at the client-go
+// defaults rather than as an in-process peer.
+func SecondProfile(c *configv1.KubeSchedulerConfiguration, schedulerName string) {
+	c.Profiles[0].SchedulerName = ptr.To(schedulerName)
+	c.ClientConnection.QPS, c.ClientConnection.Burst = 50, 100
+}
+
+// YAML is a configuration as the file kube-scheduler reads.
+func YAML(c *configv1.KubeSchedulerConfiguration) ([]byte, error) {
+	data, err := yaml.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("marshal the scheduler configuration: %w", err)
 	}
 	return data, nil
+}
+
+// ConfigYAML is Configuration as the file kube-scheduler reads.
+func ConfigYAML(kubeconfig string, parallelism int) ([]byte, error) {
+	return YAML(Configuration(kubeconfig, parallelism))
 }
 
 // Config is ConfigYAML for this process (Parallelism of GOMAXPROCS). It

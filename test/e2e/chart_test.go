@@ -75,6 +75,23 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 
 	enforced(t, "pod-registry", reg)
 
+	// The chart's second scheduler, with Strata's plugins, places a pod
+	// that names it.
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "by-strata-gpu", Namespace: "default"},
+		Spec: restricted(corev1.PodSpec{SchedulerName: "strata-gpu", Containers: []corev1.Container{{Name: "hello", Image: reg + "/hello:signed"}}})}
+	if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "the pod placed by the strata-gpu scheduler to run", func(ctx context.Context) (bool, error) {
+		p, err := s.client.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
+	events, err := s.client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name + ",reason=Scheduled"})
+	if err != nil || len(events.Items) == 0 || (events.Items[0].ReportingController != "strata-gpu" && events.Items[0].Source.Component != "strata-gpu") {
+		t.Fatalf("Scheduled event of %s: %+v %v, want it from strata-gpu", pod.Name, events, err)
+	}
+	s.mustKubectl(t, "delete", "pod", pod.Name, "--wait=false")
+
 	// A container Function scales from zero behind the chart's gateway.
 	gw, err := s.client.CoreV1().Services(ns).Get(ctx, name+"-gateway", metav1.GetOptions{})
 	if err != nil {
