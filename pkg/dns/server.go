@@ -41,13 +41,17 @@ type Server struct {
 // ready once the listeners are bound, and returns an error if either
 // listener stops serving: pods must never be left with a dead resolver.
 func (s *Server) Run(ctx context.Context, ready func()) error {
+	// The informers stop with Run, whatever ends it: Shutdown waits for
+	// them, and would wait forever on an early return with ctx still live.
+	ctx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactory(s.Client, 0)
+	defer factory.Shutdown()
+	defer cancel()
 	svcs := factory.Core().V1().Services()
 	eps := factory.Discovery().V1().EndpointSlices()
 	s.resolver = &Resolver{Domain: mdns.Fqdn(s.Domain), Services: svcs.Lister(), Endpoints: eps.Lister()}
 	svcInformer, epInformer := svcs.Informer(), eps.Informer()
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
 
 	addr := net.JoinHostPort(s.ListenIP.String(), fmt.Sprint(s.Port))
 	pc, err := net.ListenPacket("udp", addr)
