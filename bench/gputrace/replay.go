@@ -24,7 +24,7 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	"k8s.io/kubernetes/pkg/scheduler/metrics"
 
-	"github.com/strata-dev/strata/bench/gputrace/gpusim"
+	"github.com/strata-dev/strata/bench/gputrace/internal/gpusim"
 	"github.com/strata-dev/strata/pkg/gpu"
 	"github.com/strata-dev/strata/pkg/gpushare"
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpubestfit"

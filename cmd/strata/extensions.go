@@ -143,7 +143,7 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 		if err != nil {
 			return cfg, fmt.Errorf("webhook certificate under %s: %w", l.PKIDir(), err)
 		}
-		certDir, certName, keyName, caPEM = l.PKIDir(), cert.name+".crt", cert.name+".key", ca
+		certDir, certName, keyName, caPEM = filepath.Dir(cert.CertFile), filepath.Base(cert.CertFile), filepath.Base(cert.KeyFile), ca
 	}
 	owner, err := f.owner(cmd.Context(), rc)
 	if err != nil {
@@ -197,18 +197,16 @@ func (f *extensionsFlags) owner(ctx context.Context, rc *rest.Config) (*metav1.O
 	return &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: role.Name, UID: role.UID}, nil
 }
 
-type certName struct{ name string }
-
 // webhookCert loads or makes the webhooks' CA and a serving certificate
 // for address, under the state dir's PKI directory.
-func webhookCert(l layout.Layout, address string) (certName, []byte, error) {
+func webhookCert(l layout.Layout, address string) (pki.Paths, []byte, error) {
 	dir := l.PKIDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return certName{}, nil, err
+		return pki.Paths{}, nil, err
 	}
 	ca, err := pki.LoadOrCreateCA(dir, "ca", "strata-extensions-ca")
 	if err != nil {
-		return certName{}, nil, err
+		return pki.Paths{}, nil, err
 	}
 	c := pki.Cert{Name: "webhook-serving", CommonName: address, Server: true}
 	if ip := net.ParseIP(address); ip != nil {
@@ -216,12 +214,10 @@ func webhookCert(l layout.Layout, address string) (certName, []byte, error) {
 	} else {
 		c.DNSNames = []string{address}
 	}
-	if _, err := ca.Issue(dir, c); err != nil {
-		return certName{}, nil, err
+	cert, err := ca.Issue(dir, c)
+	if err != nil {
+		return pki.Paths{}, nil, err
 	}
 	caPEM, err := os.ReadFile(l.CAFile())
-	if err != nil {
-		return certName{}, nil, err
-	}
-	return certName{c.Name}, caPEM, nil
+	return cert, caPEM, err
 }

@@ -15,11 +15,6 @@ func defaultDataDir() string {
 	return layout.DefaultDataDir
 }
 
-// dataLayout is the layout of a --data-dir flag's value.
-func dataLayout(dataDir string) (layout.Layout, error) {
-	return layout.New(dataDir)
-}
-
 // kubeconfigPath is the one rule by which the client subcommands find a
 // cluster, as kubectl users expect: --kubeconfig, then $KUBECONFIG, then
 // the local server's admin kubeconfig under --data-dir.
@@ -30,7 +25,7 @@ func kubeconfigPath(flagValue, dataDir string) (string, error) {
 	if env := os.Getenv("KUBECONFIG"); env != "" {
 		return env, nil
 	}
-	l, err := dataLayout(dataDir)
+	l, err := layout.New(dataDir)
 	if err != nil {
 		return "", err
 	}

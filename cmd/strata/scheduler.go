@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -27,7 +28,7 @@ deploy/strata does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-				return fmt.Errorf("--scheduler-name %q: %v", name, errs)
+				return fmt.Errorf("--scheduler-name %q: %s; use a DNS name such as strata-gpu", name, strings.Join(errs, "; "))
 			}
 			cfg := scheduler.Configuration(kubeconfig, scheduler.Parallelism(goruntime.GOMAXPROCS(0)))
 			scheduler.SecondProfile(cfg, name)

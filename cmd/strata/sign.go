@@ -11,6 +11,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/signing"
 	strataversion "github.com/strata-dev/strata/pkg/version"
 )
@@ -95,7 +96,7 @@ strata-system/image-signing-key.`,
 			case clusterKey && keyFile != "":
 				return errors.New("--key and --cluster-key both given: choose one")
 			case clusterKey:
-				l, err := dataLayout(dataDir)
+				l, err := layout.New(dataDir)
 				if err != nil {
 					return err
 				}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -62,6 +63,8 @@ type Config struct {
 	// objects), so that deleting it (a Helm release's ClusterRole) lets the
 	// garbage collector remove them all.
 	Owner *metav1.OwnerReference
+
+	clientOnce func() (client.Client, error)
 }
 
 // Webhook describes the admission webhook server.
@@ -97,6 +100,9 @@ func Components(c Config) []supervise.Component {
 		webhookNeeds = append(webhookNeeds, c.SystemPolicy.Requires)
 	}
 	var gateway *serverless.Server
+	// One client for the components that write cluster objects, made
+	// when the first of them runs (the API server may not be up before).
+	c.clientOnce = sync.OnceValues(c.newClient)
 	return []supervise.Component{
 		supervise.Task(CRDs, after(), func(ctx context.Context) error {
 			cl, err := c.client()
@@ -144,7 +150,9 @@ func Client(rc *rest.Config) (client.Client, error) {
 }
 
 // client is the client the extensions write cluster objects with.
-func (c *Config) client() (client.Client, error) {
+func (c *Config) client() (client.Client, error) { return c.clientOnce() }
+
+func (c *Config) newClient() (client.Client, error) {
 	cl, err := Client(c.REST)
 	if err != nil || c.Owner == nil {
 		return cl, err

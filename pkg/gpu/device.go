@@ -51,7 +51,8 @@ func Attribute(d *resourcev1.Device, name resourcev1.QualifiedName) (resourcev1.
 // result takes of its GPU. A result without consumed capacity (an
 // exclusive allocation: consumable capacity off, or admin access) is
 // counted as the whole GPU's compute and no reserved memory, as the
-// driver prepares it.
+// driver prepares it. What the allocator counts against a GPU differs for
+// admin access (nothing): see gpustate's usageOf.
 func Consumed(r *resourcev1.DeviceRequestAllocationResult) (milli, memory int64) {
 	milli = MilliPerGPU
 	if q, ok := r.ConsumedCapacity[CapacityCompute]; ok {

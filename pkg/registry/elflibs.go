@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // libDirs are where the dynamic loader looks for shared libraries, in its
@@ -25,20 +26,11 @@ func sharedLibs(binary string) ([]string, error) {
 		return nil, fmt.Errorf("binary %s is not an ELF file: %w", binary, err)
 	}
 	defer f.Close()
-	var files []string
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_INTERP {
-			continue
-		}
-		buf := make([]byte, p.Filesz)
-		if _, err := p.ReadAt(buf, 0); err != nil {
-			return nil, fmt.Errorf("binary %s: interpreter: %w", binary, err)
-		}
-		files = append(files, string(buf[:len(buf)-1])) // NUL-terminated
+	interp, err := interpreter(f)
+	if err != nil || interp == "" {
+		return nil, err
 	}
-	if len(files) == 0 {
-		return nil, nil
-	}
+	files := []string{interp}
 	seen := map[string]bool{}
 	var walk func(file string) error
 	walk = func(file string) error {
@@ -77,6 +69,22 @@ func sharedLibs(binary string) ([]string, error) {
 		return nil, err
 	}
 	return files, nil
+}
+
+// interpreter is an ELF file's dynamic loader (PT_INTERP), "" for a static
+// binary.
+func interpreter(f *elf.File) (string, error) {
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		buf := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(buf, 0); err != nil {
+			return "", fmt.Errorf("ELF interpreter: %w", err)
+		}
+		return strings.TrimRight(string(buf), "\x00"), nil
+	}
+	return "", nil
 }
 
 func fileExists(p string) bool {

@@ -3,6 +3,7 @@ package registry
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"io/fs"
@@ -114,22 +115,18 @@ func (s *ImageSpec) Validate() error {
 // checkStaticELF refuses dynamically linked binaries, which would fail in
 // an image without a base layer with a confusing "no such file" at run time.
 func checkStaticELF(file string) error {
-	f, err := os.Open(file)
+	f, err := elf.Open(file)
 	if err != nil {
-		return fmt.Errorf("binary %s: %w", file, err)
-	}
-	defer f.Close()
-	head := make([]byte, 4)
-	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("\x7fELF")) {
 		// Not ELF (a script, a wasm module): the caller knows best.
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	defer f.Close()
+	interp, err := interpreter(f)
 	if err != nil {
 		return fmt.Errorf("binary %s: %w", file, err)
 	}
-	if bytes.Contains(data, []byte("/lib64/ld-linux")) || bytes.Contains(data, []byte("/lib/ld-linux")) {
-		return fmt.Errorf("binary %s is dynamically linked and the image has no base layer: rebuild it static (CGO_ENABLED=0 go build)", file)
+	if interp != "" {
+		return fmt.Errorf("binary %s is dynamically linked and the image has no base layer: rebuild it static (CGO_ENABLED=0 go build), or pass --with-libs to copy its loader and libraries in", file)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/registry/registrytest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,7 +29,11 @@ func TestValidateBadInput(t *testing.T) {
 	exe := writeExec(t, dir, "app", "#!/bin/sh\n")
 	notExec := filepath.Join(dir, "data")
 	os.WriteFile(notExec, []byte("x"), 0o644)
-	dynamic := writeExec(t, dir, "dyn", "\x7fELF....../lib64/ld-linux-x86-64.so.2....")
+	// A real dynamically linked program of this machine.
+	dynamic, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		spec registry.ImageSpec

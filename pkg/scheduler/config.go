@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	goruntime "runtime"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -133,23 +132,6 @@ func YAML(c *configv1.KubeSchedulerConfiguration) ([]byte, error) {
 		return nil, fmt.Errorf("marshal the scheduler configuration: %w", err)
 	}
 	return data, nil
-}
-
-// ConfigYAML is Configuration as the file kube-scheduler reads.
-func ConfigYAML(kubeconfig string, parallelism int) ([]byte, error) {
-	return YAML(Configuration(kubeconfig, parallelism))
-}
-
-// Config is ConfigYAML for this process (Parallelism of GOMAXPROCS). It
-// panics where ConfigYAML fails, which only a type that cannot be
-// marshalled can cause: a programming error, which TestConfigDecodes
-// would catch.
-func Config(kubeconfig string) string {
-	data, err := ConfigYAML(kubeconfig, Parallelism(goruntime.GOMAXPROCS(0)))
-	if err != nil {
-		panic(err)
-	}
-	return string(data)
 }
 
 func plugins(names ...string) []configv1.Plugin {

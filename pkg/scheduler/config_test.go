@@ -13,11 +13,12 @@ import (
 	"github.com/strata-dev/strata/pkg/scheduler/plugins/gpupreempt"
 )
 
-// TestConfigDecodes reads Config back with kube-scheduler's own loader
-// (upstream's scheme: decoding, conversion and defaulting) and checks that
-// it is valid and holds Strata's settings and profile exactly: where each
-// Strata plugin runs, the score weights, and StrataGPUFrag's arguments,
-// which must be the plugin's defaults.
+// TestConfigDecodes reads the configuration back with kube-scheduler's own
+// loader (upstream's scheme: decoding, conversion and defaulting) and checks
+// that it is valid and that what Strata states survives the round trip:
+// where each Strata plugin runs (against a list written here), the score
+// weights and StrataGPUFrag's arguments (against the values the
+// configuration is built from, so this half checks only the round trip).
 func TestConfigDecodes(t *testing.T) {
 	cfg := loadConfig(t)
 	if err := validation.ValidateKubeSchedulerConfiguration(cfg); err != nil {
@@ -92,17 +93,22 @@ func TestConfigDecodes(t *testing.T) {
 	}
 }
 
-// TestConfigurationParallelism checks that the typed configuration carries
-// the worker count it is given, and the YAML the same.
-func TestConfigurationParallelism(t *testing.T) {
-	if got := Configuration("/k", 7).Parallelism; got == nil || *got != 7 {
-		t.Errorf("parallelism %v, want 7", got)
-	}
-	data, err := ConfigYAML("/k", 3)
+// TestSecondProfile loads the second scheduler's configuration with
+// kube-scheduler's own loader: one profile under the given name, the
+// worker count given, and client-go's request rates, not the in-process
+// ones.
+func TestSecondProfile(t *testing.T) {
+	c := Configuration("/k", 3)
+	SecondProfile(c, "strata-gpu")
+	data, err := YAML(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg := loadYAML(t, data); cfg.Parallelism != 3 {
-		t.Errorf("YAML parallelism %d, want 3", cfg.Parallelism)
+	cfg := loadYAML(t, data)
+	if len(cfg.Profiles) != 1 || cfg.Profiles[0].SchedulerName != "strata-gpu" {
+		t.Errorf("profiles %+v, want one named strata-gpu", cfg.Profiles)
+	}
+	if cfg.Parallelism != 3 || cfg.ClientConnection.QPS != 50 || cfg.ClientConnection.Burst != 100 {
+		t.Errorf("parallelism %d, QPS %v, burst %d; want 3, 50, 100", cfg.Parallelism, cfg.ClientConnection.QPS, cfg.ClientConnection.Burst)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -90,7 +91,11 @@ func TestGPUFitReserves(t *testing.T) {
 // loadConfig loads Config as kube-scheduler does.
 func loadConfig(t *testing.T) *config.KubeSchedulerConfiguration {
 	t.Helper()
-	return loadYAML(t, []byte(Config("/unused")))
+	data, err := YAML(Configuration("/unused", Parallelism(goruntime.GOMAXPROCS(0))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadYAML(t, data)
 }
 
 // loadYAML loads a configuration file with kube-scheduler's own loader

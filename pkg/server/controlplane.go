@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -41,8 +42,8 @@ func (s *server) controlPlane() []supervise.Component {
 				ready()
 			})
 		})},
-		// Decrypting the key costs ~0.5 s of scrypt: done beside etcd and
-		// the API server; its users require it.
+		// Decrypting the key is a deliberately slow scrypt derivation: done
+		// beside etcd and the API server; its users require it.
 		supervise.Task(compSigningKey, nil, func(context.Context) error {
 			key, err := ensureSigningKey(s.layout)
 			s.key = key
@@ -64,7 +65,11 @@ func (s *server) controlPlane() []supervise.Component {
 				return controlplane.RunScheduler(ctx, s.cp, nil)
 			}
 			file := s.layout.SchedulerConfig()
-			if err := fileutil.WriteAtomic(file, []byte(scheduler.Config(s.cp.SchedulerKubeconfig())), 0o600); err != nil {
+			data, err := scheduler.YAML(scheduler.Configuration(s.cp.SchedulerKubeconfig(), scheduler.Parallelism(runtime.GOMAXPROCS(0))))
+			if err != nil {
+				return err
+			}
+			if err := fileutil.WriteAtomic(file, data, 0o600); err != nil {
 				return fmt.Errorf("scheduler config: %w", err)
 			}
 			ready()

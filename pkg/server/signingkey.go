@@ -14,16 +14,16 @@ import (
 	"github.com/strata-dev/strata/pkg/signing"
 )
 
-// ensureSigningKey loads the server's signing key, creating it on first
-// start. The private key is encrypted like cosign's, with a random password
-// kept beside it (mode 0600) so that `strata image sign --cluster-key` and
-// cosign (COSIGN_PASSWORD=$(cat cosign.password)) can both use it.
 // systemKey is the server's image signing key.
 type systemKey struct {
 	signer    signature.Signer
 	publicPEM []byte
 }
 
+// ensureSigningKey loads the server's signing key, creating it on first
+// start. The private key is encrypted like cosign's, with a random password
+// kept beside it (mode 0600) so that `strata image sign --cluster-key` and
+// cosign (COSIGN_PASSWORD=$(cat cosign.password)) can both use it.
 func ensureSigningKey(l layout.Layout) (*systemKey, error) {
 	keyFile, pubFile, pwFile := l.SigningKey()
 	if !fileutil.Exists(keyFile) {

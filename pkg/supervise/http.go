@@ -21,11 +21,6 @@ func ServeHTTP(ctx context.Context, addr string, srv *http.Server, ready func())
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	return ServeHTTPOn(ctx, l, srv, ready)
-}
-
-// ServeHTTPOn is ServeHTTP on a listener that is already bound.
-func ServeHTTPOn(ctx context.Context, l net.Listener, srv *http.Server, ready func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	ready()

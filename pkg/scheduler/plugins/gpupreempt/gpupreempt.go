@@ -11,6 +11,7 @@ package gpupreempt
 import (
 	"context"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"math"
 	"sort"
 	"time"
@@ -348,7 +349,9 @@ func gpuHeld(pod *v1.Pod, claims gpustate.ClaimGetter) map[int]gpuHold {
 		}
 		for _, r := range c.Status.Allocation.Devices.Results {
 			idx, ok := deviceIndex(r)
-			if !ok {
+			// Admin access takes no capacity, as the allocator counts it
+			// (gpustate's usageOf): evicting its pod frees nothing.
+			if !ok || ptr.Deref(r.AdminAccess, false) {
 				continue
 			}
 			var h gpuHold

@@ -268,8 +268,9 @@ func TestGPUHeld(t *testing.T) {
 	pod := c.add("p", "n1", 0, 1, 250, "", false)
 	c.claims["p"].Status.Allocation.Devices.Results[0].ConsumedCapacity[gpu.CapacityMemory] = resource.MustParse("20Gi")
 	c.claims["p"].Status.Allocation.Devices.Results = append(c.claims["p"].Status.Allocation.Devices.Results,
-		resourceapi.DeviceRequestAllocationResult{Driver: gpu.DriverName, Device: "gpu-0"},    // exclusive: whole GPU, memory unknown
-		resourceapi.DeviceRequestAllocationResult{Driver: "nic.example.com", Device: "gpu-3"}) // another driver's device
+		resourceapi.DeviceRequestAllocationResult{Driver: gpu.DriverName, Device: "gpu-0"},                            // exclusive: whole GPU, memory unknown
+		resourceapi.DeviceRequestAllocationResult{Driver: "nic.example.com", Device: "gpu-3"},                         // another driver's device
+		resourceapi.DeviceRequestAllocationResult{Driver: gpu.DriverName, Device: "gpu-2", AdminAccess: ptr.To(true)}) // monitoring: frees nothing
 	got := gpuHeld(pod, c.getClaim)
 	want := map[int]gpuHold{1: {milli: 250, mem: 20 << 30}, 0: {milli: 1000}}
 	if !maps.Equal(got, want) {

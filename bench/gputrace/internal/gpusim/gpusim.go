@@ -4,7 +4,7 @@
 // DRA allocator; the product uses the in-tree DynamicResources plugin,
 // whose Filter/Reserve this one mirrors on the same resource model (see
 // pkg/scheduler/plugins/README.md, "Replay versus product", for what
-// differs). It lives with the benchmark so that nothing in the product can
+// differs). It is internal to the benchmark, so that nothing in the product can
 // come to depend on it.
 package gpusim
 
