@@ -9,8 +9,9 @@
 // changing one breaks clusters and manifests, not just code. Keeping them
 // in one package, and the helpers that read them, is what lets a test tie
 // the driver's slice to the plugins' reading of it. The package imports
-// only the Kubernetes API types, so that both sides (and the benchmark)
-// can depend on it without pulling in either.
+// only the Kubernetes API types and apimachinery (imports_test.go checks),
+// so that both sides (and the benchmark) can depend on it without pulling
+// in either.
 package gpu
 
 import resourcev1 "k8s.io/api/resource/v1"
