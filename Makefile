@@ -31,18 +31,26 @@ all: build
 deps:
 	@hack/install-deps.sh
 
+# containerd 2 and its runc shim, built from containerd's Go module in a
+# nested module (its Kubernetes libraries differ from Strata's).
+CONTAINERD_MOD := github.com/containerd/containerd/v2
+CONTAINERD_VERSION = $(shell cd third_party/containerd && $(GO) list -m -f '{{.Version}}' $(CONTAINERD_MOD))
+
 build:
-	@echo "build: strata, strata-pause and the examples into bin/"
+	@echo "build: strata, containerd $(CONTAINERD_VERSION), strata-pause and the examples into bin/"
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/strata ./cmd/strata
 	$(STATIC) -o $(BIN)/strata-pause ./cmd/strata-pause
 	$(STATIC) -o $(BIN)/hello ./examples/hello
 	$(STATIC) -o $(BIN)/netcheck ./examples/netcheck
+	$(STATIC) -o $(BIN)/counter ./examples/counter
 	$(STATIC) -o $(BIN)/containerd-shim-strata-wasm-v1 ./cmd/containerd-shim-strata-wasm-v1
-	$(STATIC) -o $(BIN)/strata-runc ./cmd/strata-runc
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-hello.wasm ./examples/wasm-hello
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/wasm-http.wasm ./examples/wasm-http
 	$(GO) run ./examples/wasm-static -o $(BIN)/wasm-static.wasm --size 1024
+	cd third_party/containerd && GOFLAGS= $(GO) build -trimpath -tags no_btrfs \
+	  -ldflags '-s -w -X $(CONTAINERD_MOD)/version.Version=$(CONTAINERD_VERSION)' \
+	  -o $(BIN)/ $(CONTAINERD_MOD)/cmd/containerd $(CONTAINERD_MOD)/cmd/containerd-shim-runc-v2
 
 run: deps build
 	@hack/run.sh "$(BIN)" "$(DATA_DIR)"

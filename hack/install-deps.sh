@@ -2,7 +2,8 @@
 # Installs what `strata server` needs on a Debian machine, saying what it does.
 set -euo pipefail
 need=()
-for pair in containerd:containerd runc:runc iptables:iptables conntrack:conntrack; do
+# containerd itself is built from source by `make build` (third_party/containerd).
+for pair in runc:runc iptables:iptables conntrack:conntrack; do
   bin=${pair%%:*} pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -13,9 +14,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 else
-  echo "deps: containerd, runc, CNI plugins, iptables and conntrack are installed"
+  echo "deps: runc, CNI plugins, iptables and conntrack are installed"
 fi
+# criu, for container checkpoints (strata checkpoint).
+"$(dirname "$0")/install-criu.sh"
 command -v go >/dev/null 2>&1 || { echo "deps: Go is missing: install Go 1.26 (https://go.dev/dl) and re-run" >&2; exit 1; }
 echo "deps: downloading Go modules"
 go mod download
-(cd "$(dirname "$0")/../test/helmtool" && go mod download)
+for m in third_party/containerd test/helmtool; do (cd "$(dirname "$0")/../$m" && go mod download); done

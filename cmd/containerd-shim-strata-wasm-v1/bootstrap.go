@@ -213,7 +213,7 @@ func serve(f flags) error {
 	if ttrpcAddr == "" {
 		ttrpcAddr = f.address + ".ttrpc"
 	}
-	svc, err := newService(f.namespace, ttrpcAddr)
+	svc, err := newService(f.namespace, f.address, ttrpcAddr)
 	if err != nil {
 		return err
 	}

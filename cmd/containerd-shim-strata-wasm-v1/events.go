@@ -37,7 +37,7 @@ func (p *publisher) publish(topic string, ev proto.Message) {
 		klog.ErrorS(err, "Marshal event", "topic", topic)
 		return
 	}
-	// containerd 1.6 resolves the type by its bare proto name (no
+	// containerd resolves the type by its bare proto name (no
 	// type.googleapis.com/ prefix), as typeurl registers it.
 	p.ch <- &types.Envelope{
 		Timestamp: timestamppb.Now(),

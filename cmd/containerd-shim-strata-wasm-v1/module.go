@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // maxModuleSize bounds what the shim reads into memory.
@@ -35,4 +38,20 @@ func readModule(root, name string) ([]byte, error) {
 		return nil, fmt.Errorf("wasm module %s is larger than %d MiB", name, maxModuleSize>>20)
 	}
 	return b, nil
+}
+
+// module finds the container's module: the application/wasm layer when
+// its image is a CNCF wasm artifact, else the file its first argument
+// names in the image root.
+func (s *service) module(ctx context.Context, spec *specs.Spec, root string) ([]byte, error) {
+	if image := spec.Annotations[annImageName]; image != "" && s.store != nil {
+		b, ok, err := s.store.artifactModule(ctx, image)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return b, nil
+		}
+	}
+	return readModule(root, spec.Process.Args[0])
 }

@@ -39,6 +39,7 @@ type service struct {
 	ns        string
 	engine    *wasm.Engine
 	events    *publisher
+	store     *store
 	self      string
 	mu        sync.Mutex
 	tasks     map[string]*task
@@ -46,7 +47,7 @@ type service struct {
 	closeOnce sync.Once
 }
 
-func newService(ns, ttrpcAddr string) (*service, error) {
+func newService(ns, address, ttrpcAddr string) (*service, error) {
 	dir := os.Getenv(cacheDirEnv)
 	if dir == "" {
 		dir = defaultCacheDir
@@ -59,7 +60,7 @@ func newService(ns, ttrpcAddr string) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{ns: ns, engine: engine, events: newPublisher(ns, ttrpcAddr), self: self,
+	return &service{ns: ns, engine: engine, events: newPublisher(ns, ttrpcAddr), store: &store{address: address, ns: ns}, self: self,
 		tasks: map[string]*task{}, shutdown: make(chan struct{})}, nil
 }
 

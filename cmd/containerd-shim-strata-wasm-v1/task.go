@@ -150,7 +150,7 @@ func newTask(ctx context.Context, s *service, r *taskapi.CreateTaskRequest) (_ *
 			root = filepath.Join(r.Bundle, root)
 		}
 	}
-	wasmBytes, err := readModule(root, spec.Process.Args[0])
+	wasmBytes, err := s.module(ctx, spec, root)
 	if err != nil {
 		t.writeTerminationLog(err.Error())
 		return nil, status.Error(codes.FailedPrecondition, err.Error())

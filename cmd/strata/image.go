@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+
 	"github.com/strata-dev/strata/pkg/registry"
 )
 
@@ -19,12 +21,13 @@ func newImageCommand() *cobra.Command {
 
 func newImageBuildCommand() *cobra.Command {
 	var (
-		spec   registry.ImageSpec
-		tag    string
-		output string
-		push   bool
-		entry  string
-		labels []string
+		spec     registry.ImageSpec
+		tag      string
+		output   string
+		push     bool
+		artifact bool
+		entry    string
+		labels   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build (--binary FILE | --dir DIR | --wasm MODULE) -t NAME[:TAG] [-o image.tar] [--push]",
@@ -51,7 +54,13 @@ func newImageBuildCommand() *cobra.Command {
 				}
 				spec.Labels[k] = v
 			}
-			img, err := registry.Build(spec)
+			var img v1.Image
+			var err error
+			if artifact {
+				img, err = wasmArtifact(cmd, spec)
+			} else {
+				img, err = registry.Build(spec)
+			}
 			if err != nil {
 				return err
 			}
@@ -76,6 +85,7 @@ func newImageBuildCommand() *cobra.Command {
 	f.BoolVar(&spec.WithLibs, "with-libs", false, "let --binary be dynamically linked: copy its ELF interpreter and shared libraries from this machine into the image")
 	f.StringVar(&spec.Dir, "dir", "", "directory that becomes the image's root file system")
 	f.StringVar(&spec.Wasm, "wasm", "", "WASI module (GOOS=wasip1 GOARCH=wasm) to run with runtimeClassName: wasm (placed at /NAME)")
+	f.BoolVar(&artifact, "artifact", false, "with --wasm: build a CNCF wasm OCI artifact (the module as an application/wasm layer) instead of an image with the module as a file")
 	f.IntVar(&spec.HTTPPort, "http-port", 0, "with --wasm: serve HTTP on this port, one module instance per request (CGI style)")
 	f.StringVar(&entry, "entrypoint", "", "program and arguments to run, e.g. \"/hello --verbose\"")
 	f.StringArrayVar(&spec.Cmd, "cmd", nil, "default arguments (repeatable)")
@@ -114,4 +124,19 @@ func newImagePushCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// wasmArtifact builds a CNCF wasm artifact, which carries the module and
+// nothing else: flags that would set an entrypoint, environment, labels or
+// files have no place in it.
+func wasmArtifact(cmd *cobra.Command, spec registry.ImageSpec) (v1.Image, error) {
+	if spec.Wasm == "" {
+		return nil, fmt.Errorf("--artifact packs a wasm module: pass --wasm MODULE")
+	}
+	for _, name := range []string{"binary", "dir", "http-port", "entrypoint", "cmd", "env", "port", "workdir", "user", "label", "with-libs"} {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+			return nil, fmt.Errorf("--%s does not apply to --artifact: a wasm artifact holds only the module (set the pod's command, env and ports in its spec, or drop --artifact)", name)
+		}
+	}
+	return registry.BuildWasmArtifact(spec.Wasm)
 }

@@ -50,7 +50,7 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", cfg.ClusterDomain, "DNS domain of Services and Pods")
 	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
 	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "name of the pod network bridge")
-	f.StringVar(&cfg.Containerd, "containerd", "", "containerd binary (default: containerd from PATH)")
+	f.StringVar(&cfg.Containerd, "containerd", "", "containerd 2.x binary (default: the containerd built next to strata)")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory (default: /usr/lib/cni, then /opt/cni/bin)")
 	f.StringVar(&cfg.PauseBinary, "pause-binary", "", "static binary for the pod sandbox image (default: strata-pause next to strata)")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or addresses for the API server certificate")

@@ -25,7 +25,11 @@ import (
 //     allocation, binding, event); without it the replay through the
 //     server costs less CPU per pod and schedules more pods per second
 //     (bench/RESULTS.md). --feature-gates turns it back on.
-const DefaultFeatureGates = "GenericWorkload=true,NominatedNodeNameForExpectation=false"
+//   - EventedPLEG (alpha): the kubelet follows containerd's CRI event
+//     stream and relists a pod when its containers change, instead of
+//     finding out at the next one-second relist; the relist stays as the
+//     fallback, as upstream keeps it.
+const DefaultFeatureGates = "GenericWorkload=true,NominatedNodeNameForExpectation=false,EventedPLEG=true"
 
 // featureGates are the components' --feature-gates: Strata's defaults,
 // then the user's, which win.

@@ -35,9 +35,6 @@ type Config struct {
 	CDIDir string
 	// StateDir holds the checkpoint of prepared claims. Required.
 	StateDir string
-	// PodDir holds the per-pod device files for the runc wrapper
-	// (default StateDir/pods).
-	PodDir string
 	// Inventory selects the GPU backend.
 	Inventory Options
 	// GPUs, when set, is the inventory, and Inventory is not consulted.
@@ -62,9 +59,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CDIDir == "" {
 		c.CDIDir = DefaultCDIDir
-	}
-	if c.PodDir == "" {
-		c.PodDir = filepath.Join(c.StateDir, "pods")
 	}
 	if c.Inventory.NodeName == "" {
 		c.Inventory.NodeName = c.NodeName
@@ -101,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (*Driver, error) {
 			return nil, err
 		}
 	}
-	st, err := newState(cfg.NodeName, gpus, cfg.Client, cfg.CDIDir, cfg.StateDir, cfg.PodDir)
+	st, err := newState(cfg.NodeName, gpus, cfg.CDIDir, cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +117,6 @@ func Start(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("start DRA kubelet plugin: %w", err)
 	}
 	d.helper = helper
-	if err := startJoinWatcher(ctx, st, cfg.Client); err != nil {
-		helper.Stop()
-		cancel()
-		return nil, err
-	}
 	if err := helper.PublishResources(ctx, DriverResources(cfg.NodeName, gpus)); err != nil {
 		helper.Stop()
 		cancel()

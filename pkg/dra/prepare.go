@@ -8,24 +8,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	resourcev1 "k8s.io/api/resource/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 	cdiparser "tags.cncf.io/container-device-interface/pkg/parser"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/strata-dev/strata/pkg/dra/cdiwrap"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/gpu"
 )
@@ -74,8 +68,6 @@ type preparedClaim struct {
 	Namespace string           `json:"namespace"`
 	Name      string           `json:"name"`
 	Devices   []preparedDevice `json:"devices"`
-	// Pods are the UIDs of the pods whose PodDevices files name the claim.
-	Pods []string `json:"pods,omitempty"`
 	// Spec is the claim's CDI spec, rewritten after a reboot cleared the
 	// CDI directory.
 	Spec *cdispec.Spec `json:"spec"`
@@ -95,17 +87,15 @@ type state struct {
 	mu       sync.Mutex
 	node     string
 	gpus     map[string]GPU // by device name
-	client   kubernetes.Interface
 	cdi      *cdiapi.Cache
 	cdiDir   string
-	podDir   string
 	file     string // checkpoint
 	claims   map[types.UID]*preparedClaim
 	devExist func(path string) bool
 }
 
-func newState(node string, gpus []GPU, client kubernetes.Interface, cdiDir, stateDir, podDir string) (*state, error) {
-	for _, dir := range []string{cdiDir, stateDir, podDir} {
+func newState(node string, gpus []GPU, cdiDir, stateDir string) (*state, error) {
+	for _, dir := range []string{cdiDir, stateDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -114,10 +104,8 @@ func newState(node string, gpus []GPU, client kubernetes.Interface, cdiDir, stat
 	s := &state{
 		node:   node,
 		gpus:   map[string]GPU{},
-		client: client,
 		cdi:    cache,
 		cdiDir: cdiDir,
-		podDir: podDir,
 		file:   filepath.Join(stateDir, "checkpoint.json"),
 		claims: map[types.UID]*preparedClaim{},
 		devExist: func(path string) bool {
@@ -220,9 +208,6 @@ func (s *state) prepareClaim(ctx context.Context, claim *resourcev1.ResourceClai
 		}
 	}
 	if err := s.writeSpec(c); err != nil {
-		return nil, err
-	}
-	if err := s.recordPods(ctx, c, claim); err != nil {
 		return nil, err
 	}
 	s.claims[claim.UID] = c
@@ -401,114 +386,6 @@ func (s *state) cdiSpec(c *preparedClaim) *cdispec.Spec {
 	return spec
 }
 
-// recordPods writes, for every pod that the claim is reserved for, which of
-// the pod's containers get which of the claim's CDI devices (the runc
-// wrapper reads it, see package cdiwrap).
-func (s *state) recordPods(ctx context.Context, c *preparedClaim, claim *resourcev1.ResourceClaim) error {
-	if s.client == nil {
-		return nil
-	}
-	for _, ref := range claim.Status.ReservedFor {
-		if !isPodRef(ref) {
-			continue
-		}
-		pod, err := s.client.CoreV1().Pods(claim.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("claim %s/%s: get pod %s: %w", claim.Namespace, claim.Name, ref.Name, err)
-		}
-		if pod.UID != ref.UID || (pod.Spec.NodeName != "" && pod.Spec.NodeName != s.node) {
-			continue
-		}
-		if err := s.recordPod(c, pod); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// isPodRef tells whether a reservedFor entry is a pod.
-func isPodRef(ref resourcev1.ResourceClaimConsumerReference) bool {
-	return ref.Resource == "pods" && ref.APIGroup == ""
-}
-
-// recordPod writes which of pod's containers get which of c's CDI
-// devices into the pod's PodDevices file, and notes the pod in c.
-func (s *state) recordPod(c *preparedClaim, pod *corev1.Pod) error {
-	byRequest := map[string]string{}
-	var all []string
-	for _, d := range c.Devices {
-		if _, ok := byRequest[topRequest(d.Request)]; !ok {
-			byRequest[topRequest(d.Request)] = d.CDIDevice
-			all = append(all, d.CDIDevice)
-		}
-	}
-	containers := ContainerDevices(pod, c.Name, byRequest, all)
-	p, err := cdiwrap.ReadPod(s.podDir, string(pod.UID))
-	if err != nil {
-		return err
-	}
-	if p == nil {
-		p = &cdiwrap.PodDevices{PodUID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name}
-	}
-	if p.Claims == nil {
-		p.Claims = map[string]map[string][]string{}
-	}
-	p.Claims[string(c.UID)] = containers
-	if err := cdiwrap.WritePod(s.podDir, p); err != nil {
-		return fmt.Errorf("record GPU devices of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	if !slices.Contains(c.Pods, string(pod.UID)) {
-		c.Pods = append(c.Pods, string(pod.UID))
-	}
-	return nil
-}
-
-// ContainerDevices maps the pod's container names (init containers
-// included) to the CDI devices they get from the claim named claimName:
-// all of the claim's devices (all) for a reference without a request,
-// the request's device (byRequest, keyed by top-level request name)
-// otherwise.
-func ContainerDevices(pod *corev1.Pod, claimName string, byRequest map[string]string, all []string) map[string][]string {
-	podClaims := map[string]bool{}
-	for _, pc := range pod.Spec.ResourceClaims {
-		if pc.ResourceClaimName != nil {
-			if *pc.ResourceClaimName == claimName {
-				podClaims[pc.Name] = true
-			}
-			continue
-		}
-		for _, st := range pod.Status.ResourceClaimStatuses {
-			if st.Name == pc.Name && st.ResourceClaimName != nil && *st.ResourceClaimName == claimName {
-				podClaims[pc.Name] = true
-			}
-		}
-	}
-	out := map[string][]string{}
-	add := func(container, id string) {
-		if id != "" && !slices.Contains(out[container], id) {
-			out[container] = append(out[container], id)
-		}
-	}
-	for _, ctr := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-		for _, ref := range ctr.Resources.Claims {
-			if !podClaims[ref.Name] {
-				continue
-			}
-			if ref.Request == "" {
-				for _, id := range all {
-					add(ctr.Name, id)
-				}
-			} else {
-				add(ctr.Name, byRequest[topRequest(ref.Request)])
-			}
-		}
-	}
-	return out
-}
-
 // unprepare undoes prepare; unknown claims are already unprepared.
 func (s *state) unprepare(ctx context.Context, claims []kubeletplugin.NamespacedObject) map[types.UID]error {
 	s.mu.Lock()
@@ -523,19 +400,6 @@ func (s *state) unprepare(ctx context.Context, claims []kubeletplugin.Namespaced
 func (s *state) unprepareClaim(ctx context.Context, claim kubeletplugin.NamespacedObject) error {
 	if err := s.cdi.RemoveSpec(specName(claim.UID)); err != nil {
 		return fmt.Errorf("remove CDI spec of claim %s: %w", claim, err)
-	}
-	pods, err := cdiwrap.ListPods(s.podDir)
-	if err != nil {
-		return err
-	}
-	for _, p := range pods {
-		if _, ok := p.Claims[string(claim.UID)]; !ok {
-			continue
-		}
-		delete(p.Claims, string(claim.UID))
-		if err := cdiwrap.WritePod(s.podDir, p); err != nil {
-			return err
-		}
 	}
 	if _, ok := s.claims[claim.UID]; ok {
 		delete(s.claims, claim.UID)

@@ -3,6 +3,7 @@ package dra
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,30 +15,22 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/utils/ptr"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/strata-dev/strata/pkg/dra/cdiwrap"
 	"github.com/strata-dev/strata/pkg/gpu"
 )
 
-type testDirs struct{ cdi, state, pods string }
+type testDirs struct{ cdi, state string }
 
-func newTestState(t *testing.T, dirs testDirs, inventory string, objs ...*corev1.Pod) *state {
+func newTestState(t *testing.T, dirs testDirs, inventory string) *state {
 	t.Helper()
 	gpus, err := ParseSimulated(inventory, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := fake.NewClientset()
-	for _, p := range objs {
-		if _, err := client.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := newState("n1", gpus, client, dirs.cdi, dirs.state, dirs.pods)
+	s, err := newState("n1", gpus, dirs.cdi, dirs.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +39,7 @@ func newTestState(t *testing.T, dirs testDirs, inventory string, objs ...*corev1
 
 func tempDirs(t *testing.T) testDirs {
 	d := t.TempDir()
-	return testDirs{cdi: filepath.Join(d, "cdi"), state: filepath.Join(d, "state"), pods: filepath.Join(d, "state", "pods")}
+	return testDirs{cdi: filepath.Join(d, "cdi"), state: filepath.Join(d, "state")}
 }
 
 type share struct {
@@ -128,7 +121,7 @@ func TestPrepareShareAndUnprepare(t *testing.T) {
 	ctx := context.Background()
 	dirs := tempDirs(t)
 	pod := podWithTemplateClaim("p1", "p1-gpu")
-	s := newTestState(t, dirs, "2xA100-80GB", pod)
+	s := newTestState(t, dirs, "2xA100-80GB")
 	claim := allocatedClaim("p1-gpu", pod, share{request: "gpu", device: "gpu-1", compute: 250, memory: 10 << 30})
 
 	res := s.prepare(ctx, []*resourcev1.ResourceClaim{claim})[claim.UID]
@@ -164,20 +157,6 @@ func TestPrepareShareAndUnprepare(t *testing.T) {
 		}
 	}
 
-	p, err := cdiwrap.ReadPod(dirs.pods, "pod-p1")
-	if err != nil || p == nil {
-		t.Fatalf("pod file: %v %v", p, err)
-	}
-	if got := p.DevicesFor("main"); !slices.Equal(got, []string{wantID}) {
-		t.Errorf("main gets %v", got)
-	}
-	if got := p.DevicesFor("setup"); !slices.Equal(got, []string{wantID}) {
-		t.Errorf("init container gets %v", got)
-	}
-	if got := p.DevicesFor("sidecar"); len(got) != 0 {
-		t.Errorf("sidecar gets %v", got)
-	}
-
 	// Idempotent: the kubelet may ask again.
 	again := s.prepare(ctx, []*resourcev1.ResourceClaim{claim})[claim.UID]
 	if again.Err != nil || len(again.Devices) != 1 || again.Devices[0].CDIDeviceIDs[0] != wantID {
@@ -203,9 +182,6 @@ func TestPrepareShareAndUnprepare(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dirs.cdi, specName(claim.UID))); !os.IsNotExist(err) {
 		t.Errorf("CDI spec left behind: %v", err)
 	}
-	if p, _ := cdiwrap.ReadPod(dirs.pods, "pod-p1"); p != nil {
-		t.Errorf("pod file left behind: %+v", p)
-	}
 	s3 := newTestState(t, dirs, "2xA100-80GB")
 	if len(s3.claims) != 0 {
 		t.Errorf("checkpoint still has %d claims", len(s3.claims))
@@ -226,7 +202,7 @@ func TestPrepareWholeGPUsAndRequests(t *testing.T) {
 			},
 		},
 	}
-	s := newTestState(t, dirs, "3xA100-80GB", pod)
+	s := newTestState(t, dirs, "3xA100-80GB")
 	// "big" got two whole GPUs without consumed capacity recorded (the
 	// exclusive case); "small" a subrequest share of the third.
 	claim := allocatedClaim("shared-claim", pod,
@@ -252,12 +228,18 @@ func TestPrepareWholeGPUsAndRequests(t *testing.T) {
 	if small[EnvDevices] != "gpu-2" || small[EnvMPSThreadPercentage] != "10" {
 		t.Errorf("small: %v", small)
 	}
-	p, _ := cdiwrap.ReadPod(dirs.pods, "pod-train")
-	if got := p.DevicesFor("trainer"); !slices.Equal(got, []string{"gpu.strata.dev/gpu=claim-shared-claim-big"}) {
-		t.Errorf("trainer: %v", got)
+	// The kubelet gives each container the CDI devices of the requests it
+	// names: one device per top-level request.
+	ids := map[string][]string{}
+	for _, d := range res.Devices {
+		ids[d.Requests[0]] = append(ids[d.Requests[0]], d.CDIDeviceIDs...)
 	}
-	if got := p.DevicesFor("monitor"); !slices.Equal(got, []string{"gpu.strata.dev/gpu=claim-shared-claim-small"}) {
-		t.Errorf("monitor: %v", got)
+	want := map[string][]string{
+		"big":        {"gpu.strata.dev/gpu=claim-shared-claim-big", "gpu.strata.dev/gpu=claim-shared-claim-big"},
+		"small/tiny": {"gpu.strata.dev/gpu=claim-shared-claim-small"},
+	}
+	if !maps.EqualFunc(ids, want, slices.Equal) {
+		t.Errorf("CDI devices by request: %v, want %v", ids, want)
 	}
 }
 
@@ -265,9 +247,6 @@ func TestPrepareRefuses(t *testing.T) {
 	ctx := context.Background()
 	s := newTestState(t, tempDirs(t), "1xA100-80GB")
 	first := allocatedClaim("a", nil, share{request: "gpu", device: "gpu-0", compute: 600})
-	if _, err := s.client.ResourceV1().ResourceClaims(first.Namespace).Create(ctx, first, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.prepare(ctx, []*resourcev1.ResourceClaim{first})[first.UID].Err; err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // these paths, so the layout can be read, and changed, in one place.
 //
 // It also names the environment variables through which the server hands
-// paths to its helper binaries (strata-runc, the wasm shim): both sides
+// paths to its helper binary (the wasm shim): both sides
 // import them from here. The package depends on the standard library
 // only, so the static helper binaries can use it.
 package layout
@@ -18,12 +18,6 @@ import (
 const (
 	// EnvDataDir picks the data dir for every strata subcommand.
 	EnvDataDir = "STRATA_DATA_DIR"
-	// EnvRuncPodDir and EnvRuncCDIDir tell strata-runc where the DRA
-	// driver writes its per-pod device files and CDI specs; EnvRuncReal
-	// names the runc it wraps.
-	EnvRuncPodDir = "STRATA_RUNC_POD_DIR"
-	EnvRuncCDIDir = "STRATA_RUNC_CDI_DIR"
-	EnvRuncReal   = "STRATA_RUNC_REAL"
 	// EnvWasmCacheDir and EnvWasmSocketDir tell the wasm shim where to keep
 	// compiled modules and its ttrpc sockets; EnvWasmShimScope=node makes
 	// one shim serve every wasm pod.
@@ -111,6 +105,9 @@ func (l Layout) RegistryHostsDir() string     { return l.data("containerd", "cer
 func (l Layout) ContainerdState() string      { return filepath.Join(l.RunDir(), "containerd") }
 func (l Layout) ContainerdSocket() string     { return filepath.Join(l.RunDir(), "containerd.sock") }
 func (l Layout) WasmShimSocketDir() string    { return filepath.Join(l.RunDir(), "s") }
+func (l Layout) NRISocket() string            { return filepath.Join(l.RunDir(), "nri.sock") }
+func (l Layout) NRIPluginDir() string         { return l.data("nri", "plugins") }
+func (l Layout) NRIConfigDir() string         { return l.data("nri", "conf.d") }
 func (l Layout) WasmShimCacheDir() string     { return l.data("wasm-cache") }
 func (l Layout) FunctionWasmCache() string    { return l.data("serverless", "wasm-cache") }
 func (l Layout) CNIConfDir() string           { return l.data("cni", "net.d") }
@@ -123,7 +120,6 @@ func (l Layout) PluginDir(name string) string { return l.data("kubelet", "plugin
 // DRA GPU driver: prepared claims persist (the kubelet may ask again after
 // a restart); CDI specs are runtime state, rewritten by the driver.
 func (l Layout) DRAStateDir() string { return l.data("dra") }
-func (l Layout) DRAPodDir() string   { return l.data("dra", "pods") }
 func (l Layout) CDIDir() string      { return filepath.Join(l.RunDir(), "cdi") }
 
 // shortID is a 32-bit FNV-1a hash of the data dir, in hex.

@@ -59,7 +59,7 @@ func TestPathsUnderDataDir(t *testing.T) {
 	l := Layout{DataDir: "/d"}
 	key, pub, pw := l.SigningKey()
 	for _, p := range []string{l.Lock(), l.StrataLog(), l.EtcdDir(), l.PKIDir(), l.CAFile(), l.Kubeconfig("kubelet"),
-		l.AdminKubeconfig(), l.RegistryDir(), key, pub, pw, l.ContainerdRoot(), l.KubeletDir(), l.DRAPodDir(),
+		l.AdminKubeconfig(), l.RegistryDir(), key, pub, pw, l.ContainerdRoot(), l.KubeletDir(), l.NRIPluginDir(),
 		l.SchedulerConfig(), l.FunctionWasmCache(), l.WasmShimCacheDir()} {
 		if !strings.HasPrefix(p, "/d/") {
 			t.Errorf("%q is not under the data dir", p)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"text/template"
@@ -18,35 +19,53 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// containerdConfig is containerd 1.6's version 2 configuration. It keeps
-// containerd's root and state apart from a system containerd, and points
-// CRI at Strata's CNI network, sandbox image and registry hosts.
-var containerdConfig = template.Must(template.New("containerd").Parse(`version = 2
+// containerdConfig is containerd 2's configuration (version 4). Every
+// path and socket is Strata's own, so a system containerd on the same
+// machine is untouched, and nothing is imported from /etc/containerd.
+var containerdConfig = template.Must(template.New("containerd").Parse(`version = 4
 root = "{{.Root}}"
 state = "{{.State}}"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+imports = []
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
-[grpc]
+[plugins.'io.containerd.server.v1.grpc']
   address = "{{.Socket}}"
+[plugins.'io.containerd.server.v1.ttrpc']
+  address = "{{.Socket}}.ttrpc"
+[plugins.'io.containerd.shim.v1.manager']
+  socket_dir = "{{.State}}/s"
+[plugins.'io.containerd.internal.v1.opt']
+  path = "{{.Root}}/opt"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{{.SandboxImage}}"
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{{.SandboxImage}}"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{{.RegistryHostsDir}}"
+
+[plugins.'io.containerd.cri.v1.runtime']
   # The machine may lack CAP_SYS_RESOURCE; without this every sandbox fails
   # to write /proc/self/oom_score_adj.
   restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+  # The DRA driver's CDI specs reach containers through containerd itself.
+  enable_cdi = true
+  cdi_spec_dirs = [{{range $i, $d := .CDISpecDirs}}{{if $i}}, {{end}}"{{$d}}"{{end}}]
+  # Checkpoints (the kubelet's checkpoint API) need criu; restoring one
+  # is creating a container whose image is the checkpoint.
+  enable_criu = true
+  enable_experimental_restore_via_create = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         SystemdCgroup = false
-{{- if .RuncBinary}}
-        BinaryName = "{{.RuncBinary}}"
-{{- end}}
 {{- range .ExtraRuntimes}}
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{{.Name}}]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{{.Name}}]
       runtime_type = "{{.Type}}"
 {{- if .PodAnnotations}}
       pod_annotations = [{{range $i, $a := .PodAnnotations}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
@@ -55,11 +74,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       container_annotations = [{{range $i, $a := .ContainerAnnotations}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
 {{- end}}
 {{- end}}
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{{.CNIBinDir}}"
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{{.CNIBinDir}}"]
     conf_dir = "{{.CNIConfDir}}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{{.RegistryHostsDir}}"
+
+# NRI lets node plugins (resource policies, device injectors) adjust
+# containers as they are created; none is installed yet.
+[plugins.'io.containerd.nri.v1.nri']
+  disable = false
+  socket_path = "{{.NRI.Socket}}"
+  plugin_path = "{{.NRI.PluginDir}}"
+  plugin_config_path = "{{.NRI.ConfigDir}}"
 `))
 
 // Runtime is an extra containerd runtime handler (a RuntimeClass handler).
@@ -72,6 +97,13 @@ type Runtime struct {
 	ContainerAnnotations []string
 }
 
+// NRI are the paths of containerd's NRI plugin: the socket external
+// plugins connect to, and the directories of pre-installed plugins and
+// their configuration.
+type NRI struct {
+	Socket, PluginDir, ConfigDir string
+}
+
 // Containerd supervises a containerd child process.
 type Containerd struct {
 	Binary           string
@@ -82,14 +114,16 @@ type Containerd struct {
 	CNIConfDir       string
 	RegistryHostsDir string
 	ExtraRuntimes    []Runtime
-	// RuncBinary replaces runc for the default runtime (the DRA GPU
-	// driver's wrapper, which applies CDI devices that containerd 1.6
-	// ignores); empty means runc from PATH.
-	RuncBinary string
-	// Env is added to containerd's environment, which its shims inherit
-	// (PATH is how containerd finds a runtime's shim binary).
-	Env     []string
-	LogFile string
+	// CDISpecDirs are where containerd finds CDI specs (the DRA driver's).
+	CDISpecDirs []string
+	// NRI are the paths of containerd's Node Resource Interface.
+	NRI NRI
+	// Env is added to containerd's environment, which its shims inherit.
+	Env []string
+	// ShimDirs hold the extra runtimes' shim binaries; containerd finds a
+	// runtime's shim on its PATH.
+	ShimDirs []string
+	LogFile  string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -158,7 +192,11 @@ func (c *Containerd) spawn(configFile string) error {
 	// A stale socket from a crash would make containerd refuse to start.
 	_ = os.Remove(c.Socket)
 	cmd := exec.Command(c.Binary, "--config", configFile)
+	// Shims are found on PATH: containerd's own directory (its runc shim)
+	// first, then the extra runtimes' shims.
+	path := append([]string{filepath.Dir(c.Binary)}, c.ShimDirs...)
 	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = append(cmd.Env, "PATH="+strings.Join(append(path, os.Getenv("PATH")), string(os.PathListSeparator)))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group: a Ctrl-C in the terminal reaches Strata, which
@@ -226,17 +264,52 @@ func (c *Containerd) Stop() {
 	}
 }
 
-// ErrNoContainerd names the missing binary and how to install it.
+// ErrNoContainerd names the missing binary and how to get it.
 var ErrNoContainerd = errors.New("containerd not found")
 
-// FindContainerd resolves the containerd binary or explains how to get it.
-func FindContainerd(path string) (string, error) {
+// FindContainerd resolves the containerd binary: path if given, else
+// builtin (the containerd that `make build` puts next to strata). It must
+// be containerd 2, with its runc shim beside it.
+func FindContainerd(path, builtin string) (string, error) {
+	how := "build it with `make build` (it is built from source into bin/ next to strata) or pass --containerd=/path/to/containerd"
 	if path == "" {
-		path = "containerd"
+		path = builtin
+	}
+	if path == "" {
+		return "", fmt.Errorf("%w: no containerd next to strata; %s", ErrNoContainerd, how)
 	}
 	p, err := exec.LookPath(path)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q is not an executable in PATH; install it with `apt-get install containerd runc` or pass --containerd=/path/to/containerd", ErrNoContainerd, path)
+		return "", fmt.Errorf("%w: %q is not an executable; %s", ErrNoContainerd, path, how)
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("containerd %s --version: %w", p, err)
+	}
+	v, err := ParseContainerdVersion(string(out))
+	if err != nil {
+		return "", fmt.Errorf("containerd %s: %w", p, err)
+	}
+	if !strings.HasPrefix(v, "2.") {
+		return "", fmt.Errorf("containerd %s is version %s; Strata needs containerd 2.x (CDI, the CRI event stream, checkpoints); %s", p, v, how)
+	}
+	shim := filepath.Join(filepath.Dir(p), runcShim)
+	if _, err := os.Stat(shim); err != nil {
+		return "", fmt.Errorf("containerd %s: its runc shim %s is missing; %s", p, shim, how)
 	}
 	return p, nil
+}
+
+// runcShim is the shim of runtime type io.containerd.runc.v2; containerd
+// finds it on its PATH, which starts with containerd's own directory.
+const runcShim = "containerd-shim-runc-v2"
+
+// ParseContainerdVersion reads the version out of `containerd --version`
+// ("containerd github.com/containerd/containerd/v2 v2.3.7 <revision>").
+func ParseContainerdVersion(out string) (string, error) {
+	f := strings.Fields(out)
+	if len(f) < 3 || f[0] != "containerd" {
+		return "", fmt.Errorf("cannot read a version from %q", strings.TrimSpace(out))
+	}
+	return strings.TrimPrefix(f[2], "v"), nil
 }

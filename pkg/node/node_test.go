@@ -64,6 +64,7 @@ func TestContainerdConfig(t *testing.T) {
 	c := &Containerd{
 		Root: "/d/root", State: "/run/x", Socket: "/run/x.sock", SandboxImage: "localhost:5000/strata/pause:3.10",
 		CNIBinDir: "/usr/lib/cni", CNIConfDir: "/d/net.d", RegistryHostsDir: "/d/certs.d",
+		CDISpecDirs: []string{"/run/x/cdi"}, NRI: NRI{Socket: "/run/x/nri.sock"},
 		ExtraRuntimes: []Runtime{{Name: "wasm", Type: "io.containerd.strata-wasm.v1",
 			PodAnnotations: []string{"wasm.strata.dev/*"}, ContainerAnnotations: []string{"a", "b"}}},
 	}
@@ -75,10 +76,13 @@ func TestContainerdConfig(t *testing.T) {
 	for _, want := range []string{
 		`root = "/d/root"`,
 		`address = "/run/x.sock"`,
-		`sandbox_image = "localhost:5000/strata/pause:3.10"`,
+		`sandbox = "localhost:5000/strata/pause:3.10"`,
+		`enable_cdi = true`,
+		`cdi_spec_dirs = ["/run/x/cdi"]`,
+		`socket_path = "/run/x/nri.sock"`,
 		`restrict_oom_score_adj = true`,
 		`SystemdCgroup = false`,
-		`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasm]`,
+		`[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasm]`,
 		`runtime_type = "io.containerd.strata-wasm.v1"`,
 		`pod_annotations = ["wasm.strata.dev/*"]`,
 		`container_annotations = ["a", "b"]`,
@@ -94,10 +98,50 @@ func TestContainerdConfig(t *testing.T) {
 }
 
 func TestFindBinariesExplainTheFix(t *testing.T) {
-	if _, err := FindContainerd("/nonexistent/containerd"); err == nil || !strings.Contains(err.Error(), "apt-get install containerd runc") {
-		t.Errorf("FindContainerd: %v", err)
-	}
 	if _, err := FindCNIBinDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "apt-get install containernetworking-plugins") {
 		t.Errorf("FindCNIBinDir: %v", err)
+	}
+}
+
+func TestFindContainerd(t *testing.T) {
+	// fake writes a containerd that prints version, with or without its
+	// runc shim beside it.
+	fake := func(version string, shim bool) string {
+		dir := t.TempDir()
+		bin := filepath.Join(dir, "containerd")
+		script := "#!/bin/sh\necho 'containerd github.com/containerd/containerd " + version + " abc'\n"
+		if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if shim {
+			if err := os.WriteFile(filepath.Join(dir, runcShim), nil, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return bin
+	}
+	tests := []struct {
+		name, path, builtin, wantErr string
+	}{
+		{name: "built next to strata", builtin: fake("v2.3.7", true)},
+		{name: "flag wins", path: fake("v2.3.7", true), builtin: "/nonexistent"},
+		{name: "none", wantErr: "no containerd next to strata; build it with `make build`"},
+		{name: "missing", path: "/nonexistent/containerd", wantErr: `"/nonexistent/containerd" is not an executable; build it with`},
+		{name: "containerd 1.6", path: fake("1.6.20~ds1", true), wantErr: "is version 1.6.20~ds1; Strata needs containerd 2.x"},
+		{name: "no runc shim", path: fake("v2.3.7", false), wantErr: "its runc shim"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := FindContainerd(tc.path, tc.builtin)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got == "" {
+				t.Fatalf("FindContainerd: %q %v", got, err)
+			}
+		})
 	}
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/wasm"
-	"os"
 	"path/filepath"
 )
 
@@ -23,8 +22,8 @@ func (c *Containerd) AddWasmRuntime(shim, cacheDir, socketDir string) {
 		PodAnnotations:       []string{"wasm.strata.dev/*"},
 		ContainerAnnotations: []string{"io.kubernetes.container.terminationMessagePath"},
 	})
+	c.ShimDirs = append(c.ShimDirs, filepath.Dir(shim))
 	c.Env = append(c.Env,
-		"PATH="+filepath.Dir(shim)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		layout.EnvWasmCacheDir+"="+cacheDir,
 		layout.EnvWasmSocketDir+"="+socketDir,
 	)

@@ -20,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -216,7 +215,7 @@ func Build(s ImageSpec) (v1.Image, error) {
 	cf.Config.User = s.User
 	cf.Config.Labels = s.Labels
 	if s.Wasm != "" {
-		// The platform stays linux/<arch>: containerd 1.6 pulls only images
+		// The platform stays linux/<arch>: a CRI that checks platforms pulls only images
 		// whose config matches the node, and the shim, not the platform,
 		// decides how to run it. The label is the ecosystem's marker for
 		// such "compat" wasm images (crun, WasmEdge, runwasi read it).
@@ -398,31 +397,3 @@ const (
 	WasmConfigMediaType = "application/vnd.wasm.config.v0+json"
 	WasmLayerMediaType  = "application/wasm"
 )
-
-// BuildWasmArtifact packs a module the CNCF way: the module itself (not a
-// tar) as an application/wasm layer, with the wasm config media type.
-// containerd's CRI in 1.6 cannot unpack it into a root file system; see
-// pkg/wasm/README.md.
-func BuildWasmArtifact(module string) (v1.Image, error) {
-	if err := checkWasm(module); err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(module)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", module, err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(data, WasmLayerMediaType))
-	if err != nil {
-		return nil, fmt.Errorf("wasm layer: %w", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "wasip1", "wasm"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return nil, err
-	}
-	return mutate.ConfigMediaType(img, WasmConfigMediaType), nil
-}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/strata-dev/strata/pkg/dns"
 	"github.com/strata-dev/strata/pkg/dra"
-	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/node"
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/signing"
@@ -103,10 +102,8 @@ func (s *server) containerd() *node.Containerd {
 		CNIConfDir:       s.network.ConfDir,
 		RegistryHostsDir: l.RegistryHostsDir(),
 		LogFile:          l.ContainerdLog(),
-	}
-	if s.bins.runcWrapper != "" {
-		c.RuncBinary = s.bins.runcWrapper
-		c.Env = append(c.Env, layout.EnvRuncPodDir+"="+l.DRAPodDir(), layout.EnvRuncCDIDir+"="+l.CDIDir())
+		CDISpecDirs:      []string{l.CDIDir()},
+		NRI:              node.NRI{Socket: l.NRISocket(), PluginDir: l.NRIPluginDir(), ConfigDir: l.NRIConfigDir()},
 	}
 	if s.bins.wasmShim != "" {
 		c.AddWasmRuntime(s.bins.wasmShim, l.WasmShimCacheDir(), l.WasmShimSocketDir())
@@ -269,7 +266,6 @@ func (s *server) runGPUDriver(ctx context.Context, ready func()) error {
 		PluginDataDir: s.layout.PluginDir(dra.DriverName),
 		CDIDir:        s.layout.CDIDir(),
 		StateDir:      s.layout.DRAStateDir(),
-		PodDir:        s.layout.DRAPodDir(),
 		GPUs:          s.gpus,
 	})
 	if err != nil {

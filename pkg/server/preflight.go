@@ -29,9 +29,8 @@ const (
 // nodeBinaries are the programs the node runs, found before anything starts.
 type nodeBinaries struct {
 	containerd, cniDir, pause string
-	// wasmShim and runcWrapper are optional: "" when absent (no wasm
-	// pods) or not needed (no GPUs).
-	wasmShim, runcWrapper string
+	// wasmShim is optional: "" when absent (no wasm pods).
+	wasmShim string
 }
 
 // preflight checks what can be checked before the first component starts
@@ -87,7 +86,7 @@ func (s *server) preflight(ctx context.Context) error {
 func (s *server) findNodeBinaries(ctx context.Context) error {
 	cfg, b := &s.cfg, &s.bins
 	var err error
-	if b.containerd, err = node.FindContainerd(cfg.Containerd); err != nil {
+	if b.containerd, err = node.FindContainerd(cfg.Containerd, besideStrata("containerd")); err != nil {
 		return err
 	}
 	if b.cniDir, err = node.FindCNIBinDir(candidates(cfg.CNIBinDir, "/usr/lib/cni", "/opt/cni/bin")...); err != nil {
@@ -100,15 +99,8 @@ func (s *server) findNodeBinaries(ctx context.Context) error {
 		return nil // no wasm runtime, no GPU driver
 	}
 	b.wasmShim = besideStrata("containerd-shim-strata-wasm-v1")
-	if s.gpus, err = gpuInventory(ctx, cfg); err != nil {
-		return err
-	}
-	if len(s.gpus) > 0 {
-		if b.runcWrapper = besideStrata("strata-runc"); b.runcWrapper == "" {
-			return fmt.Errorf("GPUs: strata-runc is missing next to strata; it applies the GPU driver's devices to containers (build it with make build)")
-		}
-	}
-	return nil
+	s.gpus, err = gpuInventory(ctx, cfg)
+	return err
 }
 
 // ports are the ports the server listens on, with who needs them and the

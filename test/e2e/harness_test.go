@@ -123,8 +123,8 @@ func cluster(t *testing.T) *server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Two simulated GPUs: the GPU tests share and fill them; every
-		// other pod runs through the GPU driver's runc wrapper unchanged.
+		// Two simulated GPUs: the GPU tests share and fill them, and every
+		// other pod runs on a node with the GPU driver and CDI on.
 		shared = &server{dataDir: dir, args: []string{"--simulated-gpus", "2xA100-80GB"}}
 	}
 	if shared.cmd == nil {

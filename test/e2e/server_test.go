@@ -389,7 +389,7 @@ func TestBadInput(t *testing.T) {
 		{name: "registry port taken", setup: occupy(t, "127.0.0.1:5000"),
 			want: []string{"port 5000 (OCI registry, tcp) is already in use", "--registry-port"}},
 		{name: "containerd missing", args: []string{"--containerd", "/nonexistent/containerd"},
-			want: []string{"containerd not found", "apt-get install containerd", "--containerd"}},
+			want: []string{"containerd not found", "make build", "--containerd"}},
 		{name: "bad CIDR", args: []string{"--cluster-cidr", "10.88.0.0/99"}, want: []string{"--cluster-cidr", "not an IPv4 CIDR"}},
 		{name: "webhook port taken", setup: occupy(t, "127.0.0.1:9443"),
 			want: []string{"port 9443 (admission webhooks, tcp) is already in use", "--webhook-port"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,6 +141,56 @@ func TestWasmPods(t *testing.T) {
 		}
 		// The HTTP pods kept serving through all this.
 		s.netcheck(t, "wasm-client-after", "hello from wasm", "http://wasm-http.default.svc.cluster.local/")
+	})
+
+	t.Run("a pod whose image is a CNCF wasm OCI artifact runs", func(t *testing.T) {
+		ref := "localhost:5000/wasm-hello-artifact:e2e"
+		strata(t, "image", "build", "--wasm", bin("wasm-hello.wasm"), "--artifact", "-t", ref, "--push")
+		strata(t, "image", "sign", "--cluster-key", "--data-dir", shared.dataDir, ref)
+		// An artifact has no entrypoint: the pod names the program, which
+		// becomes the module's argv[0].
+		pod := wasmPod("wasm-artifact", ref, nil)
+		pod.Spec.Containers[0].Command = []string{"wasm-hello"}
+		if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.kubectl(t, "delete", "pod", pod.Name, "--wait=false") })
+		waitFor(t, 60*time.Second, "the artifact pod to succeed", func(ctx context.Context) (bool, error) {
+			p, err := s.client.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+			if err == nil && p.Status.Phase == corev1.PodFailed {
+				t.Fatalf("artifact pod failed: %s", describeContainer(p))
+			}
+			return err == nil && p.Status.Phase == corev1.PodSucceeded, err
+		})
+		if logs := s.mustKubectl(t, "logs", pod.Name); !strings.Contains(logs, "hello from wasm: args=[]") {
+			t.Fatalf("kubectl logs wasm-artifact:\n%s", logs)
+		}
+	})
+
+	t.Run("kubectl exec and checkpoints of a wasm pod say not supported", func(t *testing.T) {
+		pods, err := s.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=wasm-http"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("no wasm-http pod: %v", err)
+		}
+		name := pods.Items[0].Name
+		start := time.Now()
+		out, err := s.kubectl(t, "exec", name, "--request-timeout=30s", "--", "ls")
+		if err == nil || !strings.Contains(out, "exec is not supported for wasm") {
+			t.Errorf("kubectl exec into a wasm pod: %v\n%s", err, out)
+		}
+		if took := time.Since(start); took > 15*time.Second {
+			t.Errorf("kubectl exec took %s to fail", took)
+		}
+		out2, err := exec.Command(bin("strata"), "checkpoint", name, "--data-dir", shared.dataDir).CombinedOutput()
+		if err == nil || !strings.Contains(string(out2), "checkpoint not supported for wasm containers") {
+			t.Errorf("strata checkpoint of a wasm pod: %v\n%s", err, out2)
+		}
+		// The kubelet's own API, past the CLI's check, reaches the shim.
+		raw := "/api/v1/nodes/" + pods.Items[0].Spec.NodeName + "/proxy/checkpoint/default/" + name + "/http"
+		out3, err := s.kubectl(t, "create", "--raw", raw, "-f", "/dev/null")
+		if err == nil || !strings.Contains(out3, "not supported") {
+			t.Errorf("kubelet checkpoint of a wasm container: %v\n%s", err, out3)
+		}
 	})
 
 	t.Run("deleting wasm pods leaves no shim", func(t *testing.T) {
