@@ -26,9 +26,10 @@ import (
 //     server costs less CPU per pod and schedules more pods per second
 //     (bench/RESULTS.md). --feature-gates turns it back on.
 //   - EventedPLEG (alpha): the kubelet follows containerd's CRI event
-//     stream and relists a pod when its containers change, instead of
-//     finding out at the next one-second relist; the relist stays as the
-//     fallback, as upstream keeps it.
+//     stream, and a container's exit makes it relist that pod at once
+//     instead of at the next one-second relist (the relist stays, as
+//     upstream keeps it). Starts need no events: since 1.37 the kubelet
+//     relists a pod right after syncing it (PLEGOnDemandRelist, GA).
 const DefaultFeatureGates = "GenericWorkload=true,NominatedNodeNameForExpectation=false,EventedPLEG=true"
 
 // featureGates are the components' --feature-gates: Strata's defaults,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,9 +193,9 @@ func (c *Containerd) spawn(configFile string) error {
 	// A stale socket from a crash would make containerd refuse to start.
 	_ = os.Remove(c.Socket)
 	cmd := exec.Command(c.Binary, "--config", configFile)
-	// Shims are found on PATH: containerd's own directory (its runc shim)
-	// first, then the extra runtimes' shims.
-	path := append([]string{filepath.Dir(c.Binary)}, c.ShimDirs...)
+	// Shims are found on PATH: the extra runtimes' shim directories first
+	// (so the shim they name wins), then containerd's own (its runc shim).
+	path := append(slices.Clone(c.ShimDirs), filepath.Dir(c.Binary))
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Env = append(cmd.Env, "PATH="+strings.Join(append(path, os.Getenv("PATH")), string(os.PathListSeparator)))
 	cmd.Stdout, cmd.Stderr = logf, logf
