@@ -48,7 +48,7 @@ func newGPUCommand() *cobra.Command {
 	list.Flags().StringVar(&opts.Simulated, "simulated-gpus", "", "simulated inventory, e.g. 4xA100-80GB")
 	list.Flags().StringVar(&opts.SimulatedFile, "simulated-gpus-file", "", "file with a simulated inventory")
 	list.Flags().StringVarP(&output, "output", "o", "table", "table, or yaml: the ResourceSlice devices the driver publishes")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, newGPUDriverCommand())
 	return cmd
 }
 

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/registry"
@@ -36,8 +38,9 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	image := "localhost:5000/strata:e2e"
 	strata(t, "image", "build", "--binary", bin("strata"), "--with-libs", "-t", image, "--push")
 	// The extensions' own pod must start even when their webhooks are down.
+	// The GPU driver's pods are privileged (host paths).
 	if _, err := s.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-		Labels: map[string]string{"security.strata.dev/image-policy": "exempt"}}}, metav1.CreateOptions{}); err != nil {
+		Labels: map[string]string{"security.strata.dev/image-policy": "exempt", "pod-security.kubernetes.io/enforce": "privileged"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(s.dataDir, "admin.kubeconfig")
@@ -56,7 +59,15 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	if err == nil || !strings.Contains(string(out), "set image: an image whose entrypoint is the strata binary") {
 		t.Fatalf("install without an image: %v\n%s", err, out)
 	}
-	helm("install", "--set", "image="+image, "../../deploy/strata")
+	// The GPU driver DaemonSet, with the node's own kubelet and CDI
+	// directories (a vanilla server keeps them under its data and run dirs).
+	l, err := layout.New(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm("install", "--set", "image="+image, "--set", "gpuDriver.enabled=true", "--set", "gpuDriver.simulatedGPUs=1xA100-80GB",
+		"--set", "gpuDriver.kubeletDir="+l.KubeletDir(), "--set", "gpuDriver.cdiDir="+l.CDIDir(),
+		"--set", "gpuDriver.stateDir="+filepath.Join(s.dataDir, "gpu-driver"), "../../deploy/strata")
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, args := range [][]string{
@@ -92,6 +103,8 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	}
 	s.mustKubectl(t, "delete", "pod", pod.Name, "--wait=false")
 
+	s.chartGPUDriver(t, reg)
+
 	// A container Function scales from zero behind the chart's gateway.
 	gw, err := s.client.CoreV1().Services(ns).Get(ctx, name+"-gateway", metav1.GetOptions{})
 	if err != nil {
@@ -119,6 +132,39 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	if err := s.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// chartGPUDriver checks the chart's GPU driver DaemonSet: it publishes the
+// node's (simulated) GPU, and a pod whose claim the default scheduler
+// allocates gets the GPU's environment through CDI, applied by the node's
+// containerd.
+func (s *server) chartGPUDriver(t *testing.T, reg string) {
+	ctx := context.Background()
+	waitFor(t, 2*time.Minute, "the chart's GPU driver to publish a ResourceSlice", func(ctx context.Context) (bool, error) {
+		l, err := s.client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.driver=gpu.strata.dev"})
+		return err == nil && len(l.Items) == 1 && len(l.Items[0].Spec.Devices) == 1, nil
+	})
+	claim := &resourcev1.ResourceClaim{ObjectMeta: metav1.ObjectMeta{Name: "chart-gpu", Namespace: "default"},
+		Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+			Name: "gpu", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: "gpu.strata.dev"}}}}}}
+	if _, err := s.client.ResourceV1().ResourceClaims("default").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "chart-gpu-pod", Namespace: "default"},
+		Spec: restricted(corev1.PodSpec{
+			ResourceClaims: []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimName: ptr.To(claim.Name)}},
+			Containers: []corev1.Container{{Name: "main", Image: reg + "/hello:signed",
+				Resources: corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}}}},
+		})}
+	if _, err := s.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env := s.podEnv(t, pod.Name)
+	if env["STRATA_GPU_DEVICES"] != "gpu-0" || env["STRATA_GPU_BACKEND"] != "simulated" || env["NVIDIA_VISIBLE_DEVICES"] == "" {
+		t.Fatalf("GPU environment of a pod on the chart's driver: %v", env)
+	}
+	s.mustKubectl(t, "delete", "pod", pod.Name, "--grace-period=0")
+	s.mustKubectl(t, "delete", "resourceclaim", claim.Name)
 }
 
 // chartLeftovers lists what the chart and its extensions created that

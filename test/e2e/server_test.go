@@ -33,6 +33,10 @@ func TestNodeReadyAndAPIResources(t *testing.T) {
 	if !strings.Contains(out, " Ready ") {
 		t.Fatalf("node not Ready:\n%s", out)
 	}
+	// The containerd make build builds from source, not a system one.
+	if !strings.Contains(out, "containerd://2.3.") {
+		t.Errorf("the node does not report containerd 2.3.x:\n%s", out)
+	}
 	out = s.mustKubectl(t, "api-resources")
 	for _, want := range []string{"resourceclaims", "resourceslices", "deviceclasses", "resource.k8s.io/v1 "} {
 		if !strings.Contains(out, want) {
