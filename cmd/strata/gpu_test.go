@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,5 +46,34 @@ func TestGPUList(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestGPUDriverBadInput(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"+
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NODE_NAME", "")
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{nil, "--node-name is empty: pass it, or set NODE_NAME"},
+		{[]string{"--node-name", "n1"}, "no cluster to talk to: run in a pod, or pass --kubeconfig"},
+		{[]string{"--node-name", "n1", "--kubeconfig", "/nonexistent"}, "kubeconfig /nonexistent"},
+		{[]string{"--node-name", "n1", "--kubeconfig", kubeconfig, "--state-dir", t.TempDir(), "--gpu-backend", "simulated", "--simulated-gpus", "x"}, `bad simulated GPU entry "x"`},
+	}
+	for _, tt := range tests {
+		cmd := newGPUCommand()
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs(append([]string{"driver"}, tt.args...))
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("gpu driver %v: %v, want %q", tt.args, err, tt.wantErr)
+		}
 	}
 }
