@@ -15,7 +15,8 @@
 //	    serve the task API on the socket passed as fd 3.
 //
 // and, for the pod sandbox, "pause NETNS" runs a tiny process that holds
-// the pod network namespace and gives the sandbox a real pid.
+// the pod network namespace and gives the sandbox a real pid. "install"
+// puts the shim on a node of another cluster (install.go).
 package main
 
 import (
@@ -43,6 +44,9 @@ type flags struct {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "pause" {
 		os.Exit(pause(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "install" {
+		os.Exit(install(os.Args[2:]))
 	}
 	var f flags
 	fs := flag.NewFlagSet(os.Args[0], flag.ContinueOnError)

@@ -30,9 +30,11 @@ import (
 // Environment of the shim process (set in containerd's environment; the
 // shim inherits it).
 const (
-	// cacheDirEnv is where compiled modules are kept across pods and shims.
+	// cacheDirEnv is where compiled modules are kept across pods and shims;
+	// strata server sets it, a node set up by the installer uses the
+	// default (which the installer removes again).
 	cacheDirEnv     = layout.EnvWasmCacheDir
-	defaultCacheDir = "/var/lib/strata/wasm-cache"
+	defaultCacheDir = "/var/cache/containerd-shim-strata-wasm"
 )
 
 type service struct {

@@ -101,6 +101,7 @@ func (l Layout) SigningKeyPrefix() string { return l.data("signing", "cosign") }
 // are runtime.
 func (l Layout) ContainerdRoot() string       { return l.data("containerd", "root") }
 func (l Layout) ContainerdConfig() string     { return l.data("containerd", "config.toml") }
+func (l Layout) ContainerdConfDir() string    { return l.data("containerd", "conf.d") }
 func (l Layout) RegistryHostsDir() string     { return l.data("containerd", "certs.d") }
 func (l Layout) ContainerdState() string      { return filepath.Join(l.RunDir(), "containerd") }
 func (l Layout) ContainerdSocket() string     { return filepath.Join(l.RunDir(), "containerd.sock") }

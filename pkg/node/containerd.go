@@ -22,11 +22,13 @@ import (
 
 // containerdConfig is containerd 2's configuration (version 4). Every
 // path and socket is Strata's own, so a system containerd on the same
-// machine is untouched, and nothing is imported from /etc/containerd.
+// machine is untouched; drop-ins come from Strata's own conf.d (where the
+// Helm chart's wasm installer writes, as on any containerd 2 node), not
+// from /etc/containerd.
 var containerdConfig = template.Must(template.New("containerd").Parse(`version = 4
 root = "{{.Root}}"
 state = "{{.State}}"
-imports = []
+imports = [{{if .ConfDir}}"{{.ConfDir}}/*.toml"{{end}}]
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [plugins.'io.containerd.server.v1.grpc']
@@ -115,6 +117,9 @@ type Containerd struct {
 	CNIConfDir       string
 	RegistryHostsDir string
 	ExtraRuntimes    []Runtime
+	// ConfDir holds drop-in configuration files (*.toml) containerd
+	// imports over this configuration.
+	ConfDir string
 	// CDISpecDirs are where containerd finds CDI specs (the DRA driver's).
 	CDISpecDirs []string
 	// NRI are the paths of containerd's Node Resource Interface.
@@ -170,7 +175,10 @@ func (c *Containerd) Start(ctx context.Context, configFile string) error {
 	if err := c.WriteConfig(configFile); err != nil {
 		return err
 	}
-	for _, d := range []string{c.Root, c.State, filepath.Dir(c.Socket), filepath.Dir(c.LogFile)} {
+	for _, d := range []string{c.Root, c.State, filepath.Dir(c.Socket), filepath.Dir(c.LogFile), c.ConfDir} {
+		if d == "" {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}

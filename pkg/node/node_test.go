@@ -64,7 +64,7 @@ func TestContainerdConfig(t *testing.T) {
 	c := &Containerd{
 		Root: "/d/root", State: "/run/x", Socket: "/run/x.sock", SandboxImage: "localhost:5000/strata/pause:3.10",
 		CNIBinDir: "/usr/lib/cni", CNIConfDir: "/d/net.d", RegistryHostsDir: "/d/certs.d",
-		CDISpecDirs: []string{"/run/x/cdi"}, NRI: NRI{Socket: "/run/x/nri.sock"},
+		ConfDir: "/d/conf.d", CDISpecDirs: []string{"/run/x/cdi"}, NRI: NRI{Socket: "/run/x/nri.sock"},
 		ExtraRuntimes: []Runtime{{Name: "wasm", Type: "io.containerd.strata-wasm.v1",
 			PodAnnotations: []string{"wasm.strata.dev/*"}, ContainerAnnotations: []string{"a", "b"}}},
 	}
@@ -78,6 +78,7 @@ func TestContainerdConfig(t *testing.T) {
 		`address = "/run/x.sock"`,
 		`sandbox = "localhost:5000/strata/pause:3.10"`,
 		`enable_cdi = true`,
+		`imports = ["/d/conf.d/*.toml"]`,
 		`cdi_spec_dirs = ["/run/x/cdi"]`,
 		`socket_path = "/run/x/nri.sock"`,
 		`restrict_oom_score_adj = true`,

@@ -102,6 +102,7 @@ func (s *server) containerd() *node.Containerd {
 		CNIConfDir:       s.network.ConfDir,
 		RegistryHostsDir: l.RegistryHostsDir(),
 		LogFile:          l.ContainerdLog(),
+		ConfDir:          l.ContainerdConfDir(),
 		CDISpecDirs:      []string{l.CDIDir()},
 		NRI:              node.NRI{Socket: l.NRISocket(), PluginDir: l.NRIPluginDir(), ConfigDir: l.NRIConfigDir()},
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,12 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	if err == nil || !strings.Contains(string(out), "set image: an image whose entrypoint is the strata binary") {
 		t.Fatalf("install without an image: %v\n%s", err, out)
 	}
+	// The wasm shim installer puts the shim in shimDir (a server's
+	// containerd also finds it next to itself) and its drop-in where the
+	// server's containerd imports drop-ins.
+	shimImage, shimDir := "localhost:5000/strata-wasm-shim:e2e", t.TempDir()
+	s.mustKubectl(t, "label", "nodes", "--all", "strata.dev/wasm=true")
+	strata(t, "image", "build", "--binary", bin("containerd-shim-strata-wasm-v1"), "-t", shimImage, "--push")
 	// The GPU driver DaemonSet, with the node's own kubelet and CDI
 	// directories (a vanilla server keeps them under its data and run dirs).
 	l, err := layout.New(s.dataDir)
@@ -67,7 +74,10 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	}
 	helm("install", "--set", "image="+image, "--set", "gpuDriver.enabled=true", "--set", "gpuDriver.simulatedGPUs=1xA100-80GB",
 		"--set", "gpuDriver.kubeletDir="+l.KubeletDir(), "--set", "gpuDriver.cdiDir="+l.CDIDir(),
-		"--set", "gpuDriver.stateDir="+filepath.Join(s.dataDir, "gpu-driver"), "../../deploy/strata")
+		"--set", "gpuDriver.stateDir="+filepath.Join(s.dataDir, "gpu-driver"),
+		"--set", "wasmShim.enabled=true", "--set", "wasmShim.image="+shimImage, "--set", "wasmShim.binDir="+shimDir,
+		"--set", "wasmShim.confDir="+l.ContainerdConfDir(), "--set", "wasmShim.containerdConfig="+l.ContainerdConfig(),
+		"../../deploy/strata")
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, args := range [][]string{
@@ -104,6 +114,7 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 	s.mustKubectl(t, "delete", "pod", pod.Name, "--wait=false")
 
 	s.chartGPUDriver(t, reg)
+	s.chartWasmShim(t, shimDir, l)
 
 	// A container Function scales from zero behind the chart's gateway.
 	gw, err := s.client.CoreV1().Services(ns).Get(ctx, name+"-gateway", metav1.GetOptions{})
@@ -129,8 +140,53 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 		}
 		return len(left) == 0, nil
 	})
+	// The installer undid what it did when its pod stopped.
+	waitFor(t, time.Minute, "the wasm installer to clean up the node", func(ctx context.Context) (bool, error) {
+		_, binErr := os.Stat(filepath.Join(shimDir, "containerd-shim-strata-wasm-v1"))
+		_, confErr := os.Stat(filepath.Join(l.ContainerdConfDir(), "strata-wasm.toml"))
+		return os.IsNotExist(binErr) && os.IsNotExist(confErr), nil
+	})
+	s.mustKubectl(t, "label", "nodes", "--all", "strata.dev/wasm-")
 	if err := s.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// chartWasmShim checks the chart's wasm installer: on the node labelled for
+// wasm (by the test, as a user would, before the install), the node's
+// containerd gets the wasm runtime (a vanilla server's has none) and a wasm
+// pod runs.
+func (s *server) chartWasmShim(t *testing.T, shimDir string, l layout.Layout) {
+	ctx := context.Background()
+	waitFor(t, 2*time.Minute, "the wasm installer to place the shim and its containerd drop-in", func(ctx context.Context) (bool, error) {
+		_, binErr := os.Stat(filepath.Join(shimDir, "containerd-shim-strata-wasm-v1"))
+		raw, _ := os.ReadFile(filepath.Join(l.ContainerdConfDir(), "strata-wasm.toml"))
+		return binErr == nil && strings.Contains(string(raw), "io.containerd.strata-wasm.v1"), nil
+	})
+	// The image policy is not what this checks: a namespace exempt from it.
+	const wns = "wasm-chart"
+	if _, err := s.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wns,
+		Labels: map[string]string{"security.strata.dev/image-policy": "exempt"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.kubectl(t, "delete", "namespace", wns, "--wait=false")
+	image := "localhost:5000/wasm-hello:chart"
+	strata(t, "image", "build", "--wasm", bin("wasm-hello.wasm"), "-t", image, "--push")
+	pod := wasmPod("wasm-on-chart", image, nil)
+	pod.Namespace = wns
+	if _, err := s.client.CoreV1().Pods(wns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// containerd is restarting after the drop-in: the kubelet retries.
+	waitFor(t, 2*time.Minute, "the wasm pod to succeed on the chart's runtime", func(ctx context.Context) (bool, error) {
+		p, err := s.client.CoreV1().Pods(wns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && p.Status.Phase == corev1.PodFailed {
+			t.Fatalf("wasm pod failed: %s", describeContainer(p))
+		}
+		return err == nil && p.Status.Phase == corev1.PodSucceeded, err
+	})
+	if logs := s.mustKubectl(t, "logs", "-n", wns, pod.Name); !strings.Contains(logs, "hello from wasm") {
+		t.Fatalf("wasm pod logs:\n%s", logs)
 	}
 }
 
