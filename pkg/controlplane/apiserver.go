@@ -33,6 +33,8 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--tls-private-key-file=" + s.apiserver.KeyFile,
 		"--client-ca-file=" + s.ca.CertFile,
 		"--anonymous-auth=false",
+		// Agents join with upstream bootstrap tokens (pkg/jointoken).
+		"--enable-bootstrap-token-auth=true",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction,PodSecurity",
 		"--allow-privileged=true",

@@ -37,7 +37,8 @@ func (c *Config) controllerManagerArgs() []string {
 		// No serving port: one process, and its health is the server's.
 		"--secure-port=0",
 		"--profiling=false",
-		"--controllers=*",
+		// tokencleaner (off upstream) deletes expired join tokens.
+		"--controllers=*,tokencleaner",
 		"--feature-gates=" + c.featureGates(),
 	}
 }
