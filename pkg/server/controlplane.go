@@ -12,9 +12,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/jointoken"
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/scheduler"
 	"github.com/strata-dev/strata/pkg/supervise"
@@ -28,6 +31,7 @@ const (
 	compAPIServer   = "kube-apiserver"
 	compControllers = "kube-controller-manager"
 	compScheduler   = "kube-scheduler"
+	compJoinRBAC    = "join-rbac"
 )
 
 // controlPlane is etcd, the API server, the controller manager, the
@@ -59,6 +63,9 @@ func (s *server) controlPlane() []supervise.Component {
 				ready()
 			})
 		})},
+		// Agents' TLS bootstrap: join token holders may ask for node
+		// client certificates, nodes may renew theirs.
+		supervise.Task(compJoinRBAC, []string{compAPIServer}, s.applyJoinRBAC),
 		{Name: compScheduler, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			if s.cfg.Vanilla {
 				ready()
@@ -124,3 +131,21 @@ func restConfigFor(kubeconfig string) (*rest.Config, error) {
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// applyJoinRBAC writes the bindings agents join with (pkg/jointoken).
+func (s *server) applyJoinRBAC(ctx context.Context) error {
+	rc, err := restConfigFor(s.cp.SupervisorKubeconfig())
+	if err != nil {
+		return err
+	}
+	c, err := client.New(rc, client.Options{})
+	if err != nil {
+		return fmt.Errorf("join RBAC: %w", err)
+	}
+	for _, b := range jointoken.RBAC() {
+		if err := apply.Apply(ctx, c, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
