@@ -20,7 +20,7 @@ import (
 // apiserverArgs are kube-apiserver's flags for a Strata cluster.
 func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 	s := c.certs
-	return []string{
+	args := []string{
 		"--admission-control-config-file=" + admissionConfig,
 		"--etcd-servers=https://" + etcdEndpoint,
 		"--etcd-cafile=" + s.ca.CertFile,
@@ -51,6 +51,14 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--feature-gates=" + c.featureGates(),
 		"--runtime-config=" + runtimeConfig,
 	}
+	if c.NodeGrace > 0 {
+		// DefaultTolerationSeconds: how long pods stay on a node that
+		// went NotReady or unreachable before the taint manager evicts
+		// them (upstream: 300 s).
+		secs := strconv.Itoa(int(c.NodeGrace.Round(time.Second).Seconds()))
+		args = append(args, "--default-not-ready-toleration-seconds="+secs, "--default-unreachable-toleration-seconds="+secs)
+	}
+	return args
 }
 
 // RunAPIServer runs kube-apiserver until ctx is done. It returns an error at

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
 	"github.com/strata-dev/strata/pkg/fileutil"
@@ -37,6 +38,13 @@ type Config struct {
 	// FeatureGates are the user's Kubernetes feature gates (A=true,B=false),
 	// set after Strata's DefaultFeatureGates in every component.
 	FeatureGates string
+	// NodeCIDRMaskSize is the size of each node's share of ClusterCIDR.
+	NodeCIDRMaskSize int
+	// NodeMonitorGracePeriod is how long a silent node stays Ready;
+	// NodeGrace is how long its pods stay bound once it is NotReady or
+	// unreachable (the default toleration of those taints). 0 keeps
+	// upstream's defaults.
+	NodeMonitorGracePeriod, NodeGrace time.Duration
 
 	certs *certSet
 }
@@ -75,6 +83,10 @@ func (c *Config) SupervisorKubeconfig() string { return c.kubeconfigPath("strata
 
 // KubeletServingCert is the kubelet's TLS certificate, signed by the cluster CA.
 func (c *Config) KubeletServingCert() pki.Paths { return c.certs.kubeletServing }
+
+// RegistryServingCert is the OCI registry's TLS certificate for other
+// nodes' pulls, with the API server's names and addresses.
+func (c *Config) RegistryServingCert() pki.Paths { return c.certs.registry }
 
 // WebhookServingCert is the TLS certificate of Strata's admission
 // webhooks, signed by the cluster CA, which the API server trusts.
@@ -118,6 +130,7 @@ type certSet struct {
 	etcdClient     pki.Paths
 	kubeletServing pki.Paths
 	webhook        pki.Paths
+	registry       pki.Paths
 	saKey          string
 }
 
@@ -152,7 +165,8 @@ func (c *Config) EnsurePKI() error {
 		into *pki.Paths
 		cert pki.Cert
 	}{
-		{&s.apiserver, pki.Cert{Name: "apiserver", CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Server: true}},
+		{&s.apiserver, pki.Cert{Name: "apiserver", CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Server: true, Chain: true}},
+		{&s.registry, pki.Cert{Name: "registry-serving", CommonName: "strata-registry", DNSNames: apiNames, IPs: apiIPs, Server: true}},
 		{&s.kubeletClient, pki.Cert{Name: "apiserver-kubelet-client", CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
 		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
 		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},

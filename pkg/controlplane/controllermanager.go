@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -15,7 +16,7 @@ import (
 
 func (c *Config) controllerManagerArgs() []string {
 	kubeconfig := c.kubeconfigPath("controller-manager")
-	return []string{
+	args := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
@@ -26,7 +27,10 @@ func (c *Config) controllerManagerArgs() []string {
 		"--cluster-signing-key-file=" + c.certs.ca.KeyFile,
 		"--cluster-cidr=" + c.ClusterCIDR,
 		"--service-cluster-ip-range=" + c.ServiceCIDR,
-		"--allocate-node-cidrs=false",
+		// Node IPAM gives each node its share of the pod range; the
+		// nodes route to each other's (pkg/node Routes).
+		"--allocate-node-cidrs=true",
+		"--node-cidr-mask-size=" + strconv.Itoa(c.NodeCIDRMaskSize),
 		"--leader-elect=false",
 		// Same process as the API server, which protects itself (priority
 		// and fairness): the default 20 requests/s per controller capped
@@ -41,6 +45,10 @@ func (c *Config) controllerManagerArgs() []string {
 		"--controllers=*,tokencleaner",
 		"--feature-gates=" + c.featureGates(),
 	}
+	if c.NodeMonitorGracePeriod > 0 {
+		args = append(args, "--node-monitor-grace-period="+c.NodeMonitorGracePeriod.String())
+	}
+	return args
 }
 
 // RunControllerManager runs kube-controller-manager until ctx is done.

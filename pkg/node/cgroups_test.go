@@ -24,7 +24,7 @@ func TestRemovePodCgroups(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "pids/kubepods/podbusy/tasks"), []byte("1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := RemovePodCgroups(root); err == nil {
+	if err := RemovePodCgroups(root, ""); err == nil {
 		t.Error("a cgroup still in use should be reported")
 	}
 	for p, want := range map[string]bool{

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/types"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	kubeletoptions "k8s.io/kubernetes/cmd/kubelet/app/options"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	kubeletvalidation "k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
+	"k8s.io/kubernetes/pkg/kubelet/certificate/bootstrap"
 )
 
 // KubeletConfig is what Strata decides about the kubelet; everything else
@@ -29,6 +31,14 @@ type KubeletConfig struct {
 	NodeLabels      map[string]string
 	// Port is the kubelet API port (10250 upstream).
 	Port int32
+	// BootstrapKubeconfig, when set, is the join token's kubeconfig: the
+	// kubelet gets its client certificate through a CSR and rotates it,
+	// and asks for its serving certificate the same way (TLSCertFile and
+	// TLSKeyFile are then empty).
+	BootstrapKubeconfig string
+	// CgroupRoot is the parent cgroup of the node's pods ("" is /): two
+	// kubelets on one machine need their own.
+	CgroupRoot string
 }
 
 func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
@@ -39,6 +49,7 @@ func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
 	flags.RootDirectory = k.RootDir
 	flags.CertDirectory = k.CertDir
 	flags.NodeLabels = k.NodeLabels
+	flags.BootstrapKubeconfig = k.BootstrapKubeconfig
 
 	cfg, err := kubeletoptions.NewKubeletConfiguration()
 	if err != nil {
@@ -58,6 +69,13 @@ func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
 	cfg.HealthzBindAddress = "127.0.0.1"
 	cfg.TLSCertFile = k.TLSCertFile
 	cfg.TLSPrivateKeyFile = k.TLSKeyFile
+	if k.BootstrapKubeconfig != "" {
+		cfg.RotateCertificates = true
+		cfg.ServerTLSBootstrap = true
+	}
+	if k.CgroupRoot != "" {
+		cfg.CgroupRoot = k.CgroupRoot
+	}
 	cfg.Authentication.Anonymous.Enabled = false
 	cfg.Authentication.Webhook.Enabled = true
 	cfg.Authentication.X509.ClientCAFile = k.ClientCAFile
@@ -76,6 +94,17 @@ func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
 		return nil, fmt.Errorf("kubelet configuration: %w", err)
 	}
 	return &kubeletoptions.KubeletServer{KubeletFlags: *flags, KubeletConfiguration: *cfg}, nil
+}
+
+// BootstrapClientCert gets the kubelet's client certificate with the
+// bootstrap kubeconfig, as the kubelet does at start (upstream's own code),
+// and writes kubeconfig for it: a node credential the agent's other parts
+// use before the kubelet runs. A valid one already there is kept.
+func BootstrapClientCert(ctx context.Context, kubeconfig, bootstrapKubeconfig, certDir, nodeName string) error {
+	if err := bootstrap.LoadClientCert(ctx, kubeconfig, bootstrapKubeconfig, certDir, types.NodeName(nodeName)); err != nil {
+		return fmt.Errorf("node client certificate: %w", err)
+	}
+	return nil
 }
 
 // RunKubelet runs the kubelet until ctx is done.

@@ -14,26 +14,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Network is the node's pod network: a Linux bridge with the pod range's
-// first address as gateway. The gateway is also the node's address, so the
-// API server, the kubelet and cluster DNS are reachable from every pod
-// without sending anything off the machine.
+// Network is the node's pod network: a Linux bridge holding the node's
+// share of the cluster's pod range (spec.podCIDR, from the controller
+// manager's node IPAM) with its first address as gateway. Pods reach other
+// nodes' pods without NAT through routes (Routes); traffic leaving the
+// cluster's range is masqueraded to the node's address.
 type Network struct {
 	Bridge      string
 	ClusterCIDR string
-	ConfDir     string
-	IPAMDir     string
+	// PodCIDR is this node's range, inside ClusterCIDR.
+	PodCIDR string
+	ConfDir string
+	IPAMDir string
 }
 
-// Gateway returns the bridge's address, the first in the pod range.
+// Gateway returns the bridge's address, the first in the node's range.
 func (n *Network) Gateway() (net.IP, *net.IPNet, error) {
-	ip, ipnet, err := net.ParseCIDR(n.ClusterCIDR)
+	ip, ipnet, err := net.ParseCIDR(n.PodCIDR)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster CIDR %q: %w", n.ClusterCIDR, err)
+		return nil, nil, fmt.Errorf("pod CIDR %q: %w", n.PodCIDR, err)
 	}
 	ip4 := ip.Mask(ipnet.Mask).To4()
 	if ip4 == nil {
-		return nil, nil, fmt.Errorf("cluster CIDR %q: only IPv4 is supported", n.ClusterCIDR)
+		return nil, nil, fmt.Errorf("pod CIDR %q: only IPv4 is supported", n.PodCIDR)
 	}
 	gw := make(net.IP, 4)
 	copy(gw, ip4)
@@ -41,8 +44,24 @@ func (n *Network) Gateway() (net.IP, *net.IPNet, error) {
 	return gw, ipnet, nil
 }
 
-// EnsureBridge creates the bridge with its gateway address if needed and
-// turns on forwarding and bridge netfilter, which kube-proxy relies on.
+// FirstSubnet is the first /maskSize of cidr: the server node's range, so
+// its bridge address (and a single node's address) is the same on every
+// start.
+func FirstSubnet(cidr string, maskSize int) (string, error) {
+	ip, ipnet, err := net.ParseCIDR(cidr)
+	if err != nil || ip.To4() == nil {
+		return "", fmt.Errorf("cluster CIDR %q is not an IPv4 CIDR", cidr)
+	}
+	if ones, _ := ipnet.Mask.Size(); maskSize < ones || maskSize > 30 {
+		return "", fmt.Errorf("node CIDR mask size %d does not fit cluster CIDR %s: use a size from %d to 30", maskSize, cidr, ones)
+	}
+	sub := &net.IPNet{IP: ipnet.IP.To4(), Mask: net.CIDRMask(maskSize, 32)}
+	return sub.String(), nil
+}
+
+// EnsureBridge creates the bridge with its gateway address if needed (and
+// drops any other address, e.g. a previous range's) and turns on
+// forwarding and bridge netfilter, which kube-proxy relies on.
 func (n *Network) EnsureBridge() (net.IP, error) {
 	gw, ipnet, err := n.Gateway()
 	if err != nil {
@@ -62,9 +81,20 @@ func (n *Network) EnsureBridge() (net.IP, error) {
 			return nil, fmt.Errorf("look up bridge %s: %w", n.Bridge, err)
 		}
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: ipnet.Mask}}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return nil, fmt.Errorf("set address %s on %s: %w", addr.IPNet, n.Bridge, err)
+	want := &net.IPNet{IP: gw, Mask: ipnet.Mask}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", n.Bridge, err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() != want.String() {
+			if err := netlink.AddrDel(link, &a); err != nil {
+				return nil, fmt.Errorf("remove stale address %s from %s: %w", a.IPNet, n.Bridge, err)
+			}
+		}
+	}
+	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: want}); err != nil {
+		return nil, fmt.Errorf("set address %s on %s: %w", want, n.Bridge, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("bring up %s: %w", n.Bridge, err)
@@ -84,7 +114,9 @@ func (n *Network) EnsureBridge() (net.IP, error) {
 	return gw, nil
 }
 
-// WriteCNIConfig writes the conflist containerd's CRI plugin uses.
+// WriteCNIConfig writes the conflist containerd's CRI plugin uses. The
+// bridge plugin's own masquerading is off: it would NAT pod-to-pod traffic
+// between nodes (see EnsureMasquerade).
 func (n *Network) WriteCNIConfig() error {
 	gw, ipnet, err := n.Gateway()
 	if err != nil {
@@ -98,7 +130,7 @@ func (n *Network) WriteCNIConfig() error {
 				"type":        "bridge",
 				"bridge":      n.Bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false,
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",

@@ -15,11 +15,11 @@ func TestGateway(t *testing.T) {
 		{cidr: "10.88.0.0/16", want: "10.88.0.1"},
 		{cidr: "10.88.5.7/16", want: "10.88.0.1"},
 		{cidr: "192.168.10.0/24", want: "192.168.10.1"},
-		{cidr: "10.88.0.0", wantErr: "cluster CIDR \"10.88.0.0\""},
+		{cidr: "10.88.0.0", wantErr: "pod CIDR \"10.88.0.0\""},
 		{cidr: "fd00::/64", wantErr: "only IPv4 is supported"},
 	}
 	for _, tc := range tests {
-		n := &Network{ClusterCIDR: tc.cidr}
+		n := &Network{PodCIDR: tc.cidr}
 		gw, _, err := n.Gateway()
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -33,9 +33,37 @@ func TestGateway(t *testing.T) {
 	}
 }
 
+func TestFirstSubnet(t *testing.T) {
+	tests := []struct {
+		cidr    string
+		mask    int
+		want    string
+		wantErr string
+	}{
+		{cidr: "10.88.0.0/16", mask: 24, want: "10.88.0.0/24"},
+		{cidr: "10.88.7.9/16", mask: 20, want: "10.88.0.0/20"},
+		{cidr: "10.88.0.0/16", mask: 16, want: "10.88.0.0/16"},
+		{cidr: "10.88.0.0/24", mask: 16, wantErr: "use a size from 24 to 30"},
+		{cidr: "10.88.0.0/16", mask: 31, wantErr: "use a size from 16 to 30"},
+		{cidr: "fd00::/64", mask: 80, wantErr: "not an IPv4 CIDR"},
+	}
+	for _, tc := range tests {
+		got, err := FirstSubnet(tc.cidr, tc.mask)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s /%d: %q %v, want error %q", tc.cidr, tc.mask, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s /%d: %q %v, want %s", tc.cidr, tc.mask, got, err, tc.want)
+		}
+	}
+}
+
 func TestWriteCNIConfig(t *testing.T) {
 	dir := t.TempDir()
-	n := &Network{Bridge: "strata0", ClusterCIDR: "10.88.0.0/16", ConfDir: dir, IPAMDir: "/data/ipam"}
+	n := &Network{Bridge: "strata0", ClusterCIDR: "10.88.0.0/16", PodCIDR: "10.88.3.0/24", ConfDir: dir, IPAMDir: "/data/ipam"}
 	if err := n.WriteCNIConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +81,7 @@ func TestWriteCNIConfig(t *testing.T) {
 	if conf.Name != "strata" || len(conf.Plugins) != 2 || conf.Plugins[0]["type"] != "bridge" || conf.Plugins[1]["type"] != "portmap" {
 		t.Fatalf("unexpected conflist: %s", raw)
 	}
-	for _, want := range []string{`"bridge": "strata0"`, `"subnet": "10.88.0.0/16"`, `"gateway": "10.88.0.1"`, `"dataDir": "/data/ipam"`, `"hairpinMode": true`} {
+	for _, want := range []string{`"bridge": "strata0"`, `"subnet": "10.88.3.0/24"`, `"gateway": "10.88.3.1"`, `"dataDir": "/data/ipam"`, `"hairpinMode": true`, `"ipMasq": false`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("conflist lacks %s:\n%s", want, raw)
 		}

@@ -13,3 +13,11 @@ func WriteContainerdHosts(hostsDir, host, url string) error {
 	content := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", url, url)
 	return fileutil.WriteAtomic(filepath.Join(hostsDir, host, "hosts.toml"), []byte(content), 0o644)
 }
+
+// WriteContainerdHostsTLS tells containerd to pull HOST images from the
+// registry at HTTPS endpoint url, trusting caFile: how agents pull the
+// cluster's images from the server.
+func WriteContainerdHostsTLS(hostsDir, host, url, caFile string) error {
+	content := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = %q\n", url, url, caFile)
+	return fileutil.WriteAtomic(filepath.Join(hostsDir, host, "hosts.toml"), []byte(content), 0o644)
+}

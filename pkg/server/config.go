@@ -15,6 +15,7 @@ import (
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/layout"
+	"github.com/strata-dev/strata/pkg/node"
 )
 
 // Config is `strata server`'s configuration; flags map onto it one to one.
@@ -35,11 +36,20 @@ type Config struct {
 	ServiceCIDR   string
 	ClusterDomain string
 	NodeName      string
-	Bridge        string
-	Containerd    string
-	CNIBinDir     string
-	PauseBinary   string
-	TLSSANs       []string
+	// NodeIP is the node's address, which other nodes route to and the
+	// API server advertises; "" uses the pod bridge's address, which only
+	// suits a single node.
+	NodeIP string
+	// NodeCIDRMaskSize is the size of each node's pod range.
+	NodeCIDRMaskSize int
+	// NodeMonitorGrace is how long a silent node stays Ready; NodeGrace how
+	// long its pods then stay before they are evicted and recreated.
+	NodeMonitorGrace, NodeGrace time.Duration
+	Bridge                      string
+	Containerd                  string
+	CNIBinDir                   string
+	PauseBinary                 string
+	TLSSANs                     []string
 	// PodSecurity is the Pod Security level for namespaces without labels.
 	PodSecurity string
 	// Profiling serves /debug/pprof on the API server (to cluster admins).
@@ -101,11 +111,17 @@ func Defaults() Config {
 		ServiceCIDR:   "10.96.0.0/16",
 		ClusterDomain: "cluster.local",
 		NodeName:      host,
-		Bridge:        "strata0",
-		PodSecurity:   "restricted",
-		WebhookPort:   9443,
-		GatewayPort:   8088,
-		MetricsPort:   9464,
+		// Upstream's defaults: kube-controller-manager's
+		// --node-monitor-grace-period and the DefaultTolerationSeconds
+		// admission plugin's 300 s.
+		NodeCIDRMaskSize: 24,
+		NodeMonitorGrace: 50 * time.Second,
+		NodeGrace:        5 * time.Minute,
+		Bridge:           "strata0",
+		PodSecurity:      "restricted",
+		WebhookPort:      9443,
+		GatewayPort:      8088,
+		MetricsPort:      9464,
 
 		FunctionDomain: "localhost",
 		GPUBackend:     "auto",
@@ -145,6 +161,17 @@ func (c *Config) Validate() error {
 		if err != nil || ip.To4() == nil {
 			return fmt.Errorf("%s %q is not an IPv4 CIDR: use e.g. 10.88.0.0/16", c.flag, c.v)
 		}
+	}
+	if c.NodeIP != "" {
+		if ip := net.ParseIP(c.NodeIP); ip == nil || ip.To4() == nil || ip.IsLoopback() || ip.IsUnspecified() {
+			return fmt.Errorf("--node-ip %q is not a usable IPv4 address: give this machine's address on the network the agents share, e.g. 192.168.1.10", c.NodeIP)
+		}
+	}
+	if _, err := node.FirstSubnet(c.ClusterCIDR, c.NodeCIDRMaskSize); err != nil {
+		return fmt.Errorf("--node-cidr-mask-size: %w", err)
+	}
+	if c.NodeMonitorGrace < 2*time.Second || c.NodeGrace < 0 {
+		return fmt.Errorf("--node-monitor-grace %s / --node-grace %s: use at least 2s for the first (several kubelet heartbeats) and a non-negative duration for the second", c.NodeMonitorGrace, c.NodeGrace)
 	}
 	if err := controlplane.ValidatePodSecurityLevel(c.PodSecurity); err != nil {
 		return err

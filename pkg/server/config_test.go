@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidate(t *testing.T) {
@@ -24,6 +25,10 @@ func TestValidate(t *testing.T) {
 		{"ipv6 service cidr", func(c *Config) { c.ServiceCIDR = "fd00::/108" }, "--service-cidr"},
 		{"unknown pod security level", func(c *Config) { c.PodSecurity = "strict" }, "--pod-security \"strict\" is not a Pod Security level: use one of restricted, baseline, privileged"},
 		{"no node name", func(c *Config) { c.NodeName = "" }, "--node-name is empty"},
+		{"node IP", func(c *Config) { c.NodeIP = "192.168.1.10" }, ""},
+		{"loopback node IP", func(c *Config) { c.NodeIP = "127.0.0.1" }, "--node-ip \"127.0.0.1\" is not a usable IPv4 address"},
+		{"node mask wider than the cluster", func(c *Config) { c.NodeCIDRMaskSize = 8 }, "--node-cidr-mask-size: node CIDR mask size 8 does not fit cluster CIDR 10.88.0.0/16"},
+		{"node monitor grace too short", func(c *Config) { c.NodeMonitorGrace = time.Second }, "--node-monitor-grace 1s"},
 		{"gateway port out of range", func(c *Config) { c.GatewayPort = -1 }, "--gateway-port -1 is out of range"},
 		{"metrics port out of range", func(c *Config) { c.MetricsPort = 65536 }, "--metrics-port 65536 is out of range"},
 		{"bad function domain", func(c *Config) { c.FunctionDomain = "Not_A_Domain" }, "--function-domain \"Not_A_Domain\""},

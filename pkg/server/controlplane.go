@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/strata-dev/strata/pkg/apply"
+	"github.com/strata-dev/strata/pkg/controllers/servingcsr"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/jointoken"
@@ -25,13 +26,14 @@ import (
 
 // Component names, as the terminal, errors and ARCHITECTURE.md call them.
 const (
-	compEtcd        = "etcd"
-	compSigningKey  = "signing-key"
-	compRegistry    = "registry"
-	compAPIServer   = "kube-apiserver"
-	compControllers = "kube-controller-manager"
-	compScheduler   = "kube-scheduler"
-	compJoinRBAC    = "join-rbac"
+	compEtcd            = "etcd"
+	compSigningKey      = "signing-key"
+	compRegistry        = "registry"
+	compAPIServer       = "kube-apiserver"
+	compControllers     = "kube-controller-manager"
+	compScheduler       = "kube-scheduler"
+	compJoin            = "agent-join"
+	compServingApprover = "kubelet-serving-approver"
 )
 
 // controlPlane is etcd, the API server, the controller manager, the
@@ -39,6 +41,11 @@ const (
 func (s *server) controlPlane() []supervise.Component {
 	seeLog := "see " + s.layout.StrataLog()
 	reg := &registry.Server{Addr: loopback(s.cfg.RegistryPort), RootDir: s.layout.RegistryDir(), LogOutput: klogWriter{}}
+	if s.cfg.NodeIP != "" {
+		// Agents pull the cluster's images from here, over TLS.
+		cert := s.cp.RegistryServingCert()
+		reg.PullAddr, reg.CertFile, reg.KeyFile = s.registryPullAddr(), cert.CertFile, cert.KeyFile
+	}
 	return []supervise.Component{
 		{Name: compEtcd, Hint: "see " + s.layout.EtcdLog(), Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			return controlplane.RunEtcd(ctx, s.cp, func() {
@@ -64,8 +71,18 @@ func (s *server) controlPlane() []supervise.Component {
 			})
 		})},
 		// Agents' TLS bootstrap: join token holders may ask for node
-		// client certificates, nodes may renew theirs.
-		supervise.Task(compJoinRBAC, []string{compAPIServer}, s.applyJoinRBAC),
+		// client certificates, nodes may renew theirs and read the
+		// cluster's agent configuration; their serving certificates are
+		// approved once checked against their Node.
+		supervise.Task(compJoin, []string{compAPIServer}, s.applyJoin),
+		{Name: compServingApprover, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			rc, err := s.supervisorREST()
+			if err != nil {
+				return err
+			}
+			ready()
+			return servingcsr.Run(ctx, rc)
+		})},
 		{Name: compScheduler, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			if s.cfg.Vanilla {
 				ready()
@@ -132,8 +149,14 @@ func restConfigFor(kubeconfig string) (*rest.Config, error) {
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// applyJoinRBAC writes the bindings agents join with (pkg/jointoken).
-func (s *server) applyJoinRBAC(ctx context.Context) error {
+// registryPullAddr is where agents pull the cluster's images.
+func (s *server) registryPullAddr() string {
+	return net.JoinHostPort(s.cfg.NodeIP, strconv.Itoa(s.cfg.RegistryPort))
+}
+
+// applyJoin writes the bindings agents join with and the configuration
+// they read (pkg/jointoken), then says how to join.
+func (s *server) applyJoin(ctx context.Context) error {
 	rc, err := restConfigFor(s.cp.SupervisorKubeconfig())
 	if err != nil {
 		return err
@@ -142,10 +165,23 @@ func (s *server) applyJoinRBAC(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("join RBAC: %w", err)
 	}
-	for _, b := range jointoken.RBAC() {
-		if err := apply.Apply(ctx, c, b); err != nil {
-			return err
+	dnsIP, err := s.cp.DNSServiceIP()
+	if err != nil {
+		return err
+	}
+	ac := jointoken.AgentConfig{ClusterCIDR: s.cfg.ClusterCIDR, ServiceCIDR: s.cfg.ServiceCIDR, ClusterDNS: dnsIP.String(),
+		ClusterDomain: s.cfg.ClusterDomain, RegistryName: s.cfg.RegistryHost(), SandboxImage: s.cfg.PauseImage()}
+	if s.cfg.NodeIP != "" {
+		ac.RegistryPull = s.registryPullAddr()
+	}
+	for _, obj := range append(jointoken.RBAC(), ac.ConfigMap()) {
+		if err := apply.Apply(ctx, c, obj); err != nil {
+			return fmt.Errorf("agent join: %w", err)
 		}
+	}
+	if s.cfg.NodeIP != "" {
+		s.say("agents join with: strata agent --server https://%s --token $(strata token create --data-dir %s)",
+			net.JoinHostPort(s.cfg.NodeIP, strconv.Itoa(s.cfg.APIPort)), s.cfg.DataDir)
 	}
 	return nil
 }

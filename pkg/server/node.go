@@ -29,6 +29,7 @@ const (
 	compKubelet      = "kubelet"
 	compProxy        = "kube-proxy"
 	compGPUDriver    = "gpu-driver"
+	compRoutes       = "pod-routes"
 )
 
 // podStopTimeout bounds stopping the node's pods when the kubelet stops.
@@ -38,7 +39,7 @@ const podStopTimeout = 5 * time.Second
 // kube-proxy and, on a node with GPUs, the DRA driver.
 func (s *server) node() []supervise.Component {
 	seeLog := "see " + s.layout.StrataLog()
-	ctrd := s.containerd()
+	ctrd := s.containerd(s.cfg.PauseImage())
 	cs := []supervise.Component{
 		// containerd is a child process that can die and come back without
 		// losing state (containers live on in their shims): restarted.
@@ -83,31 +84,41 @@ func (s *server) node() []supervise.Component {
 			})
 		})},
 	}
+	cs = append(cs, supervise.Component{Name: compRoutes, Requires: []string{compAPIServer}, Hint: seeLog,
+		Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			client, err := clientFor(s.cp.SupervisorKubeconfig())
+			if err != nil {
+				return err
+			}
+			return (&node.Routes{Client: client, NodeName: s.cfg.NodeName}).Run(ctx, ready)
+		})})
 	if len(s.gpus) > 0 {
-		cs = append(cs, supervise.Component{Name: compGPUDriver, Requires: []string{compKubelet}, Hint: seeLog, Runnable: supervise.RunFunc(s.runGPUDriver)})
+		cs = append(cs, supervise.Component{Name: compGPUDriver, Requires: []string{compKubelet}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
+			return s.runGPUDriver(ctx, ready, s.cfg.NodeName, s.cp.KubeletKubeconfig())
+		})})
 	}
 	return cs
 }
 
 // containerd is the node's containerd, configured from the layout.
-func (s *server) containerd() *node.Containerd {
-	l := s.layout
+func (h *nodeHost) containerd(sandboxImage string) *node.Containerd {
+	l := h.layout
 	c := &node.Containerd{
-		Binary:           s.bins.containerd,
+		Binary:           h.bins.containerd,
 		Root:             l.ContainerdRoot(),
 		State:            l.ContainerdState(),
 		Socket:           l.ContainerdSocket(),
-		SandboxImage:     s.cfg.PauseImage(),
-		CNIBinDir:        s.bins.cniDir,
-		CNIConfDir:       s.network.ConfDir,
+		SandboxImage:     sandboxImage,
+		CNIBinDir:        h.bins.cniDir,
+		CNIConfDir:       h.network.ConfDir,
 		RegistryHostsDir: l.RegistryHostsDir(),
 		LogFile:          l.ContainerdLog(),
 		ConfDir:          l.ContainerdConfDir(),
 		CDISpecDirs:      []string{l.CDIDir()},
 		NRI:              node.NRI{Socket: l.NRISocket(), PluginDir: l.NRIPluginDir(), ConfigDir: l.NRIConfigDir()},
 	}
-	if s.bins.wasmShim != "" {
-		c.AddWasmRuntime(s.bins.wasmShim, l.WasmShimCacheDir(), l.WasmShimSocketDir())
+	if h.bins.wasmShim != "" {
+		c.AddWasmRuntime(h.bins.wasmShim, l.WasmShimCacheDir(), l.WasmShimSocketDir())
 	}
 	return c
 }
@@ -160,49 +171,61 @@ func (s *server) runKubelet(ctx context.Context, ctrd *node.Containerd, ready fu
 	if err != nil {
 		return err
 	}
+	// The server's node takes the first pod range, whose gateway its
+	// bridge got in preflight.
+	if err := node.ClaimPodCIDR(ctx, admin, s.cfg.NodeName, s.network.PodCIDR, nodeLabels(s.bins.wasmShim)); err != nil {
+		return err
+	}
+	return s.runNodeKubelet(ctx, &node.KubeletConfig{
+		NodeName:        s.cfg.NodeName,
+		NodeIP:          s.nodeIP.String(),
+		RootDir:         s.layout.KubeletDir(),
+		CertDir:         s.layout.KubeletCertDir(),
+		Kubeconfig:      s.cp.KubeletKubeconfig(),
+		ClientCAFile:    s.cp.CAFile(),
+		TLSCertFile:     s.cp.KubeletServingCert().CertFile,
+		TLSKeyFile:      s.cp.KubeletServingCert().KeyFile,
+		RuntimeEndpoint: ctrd.Endpoint(),
+		ClusterDNS:      dnsIP.String(),
+		ClusterDomain:   s.cfg.ClusterDomain,
+		Port:            int32(s.cfg.KubeletPort),
+		NodeLabels:      nodeLabels(s.bins.wasmShim),
+	}, ctrd, admin, ready)
+}
+
+// runNodeKubelet runs the kubelet, ready once it serves and its Node
+// exists. When the kubelet has returned it stops the node's pods (so no
+// container or shim outlives the process; the kubelet starts them again at
+// the next start) and unmounts their volumes; containerd, which it
+// requires, is still up.
+func (h *nodeHost) runNodeKubelet(ctx context.Context, kc *node.KubeletConfig, ctrd *node.Containerd, client kubernetes.Interface, ready func()) error {
 	errc := make(chan error, 1)
-	go func() {
-		errc <- node.RunKubelet(ctx, &node.KubeletConfig{
-			NodeName:        s.cfg.NodeName,
-			NodeIP:          s.nodeIP.String(),
-			RootDir:         s.layout.KubeletDir(),
-			CertDir:         s.layout.KubeletCertDir(),
-			Kubeconfig:      s.cp.KubeletKubeconfig(),
-			ClientCAFile:    s.cp.CAFile(),
-			TLSCertFile:     s.cp.KubeletServingCert().CertFile,
-			TLSKeyFile:      s.cp.KubeletServingCert().KeyFile,
-			RuntimeEndpoint: ctrd.Endpoint(),
-			ClusterDNS:      dnsIP.String(),
-			ClusterDomain:   s.cfg.ClusterDomain,
-			Port:            int32(s.cfg.KubeletPort),
-			NodeLabels:      nodeLabels(s.bins.wasmShim),
-		})
-	}()
+	go func() { errc <- node.RunKubelet(ctx, kc) }()
 	go func() {
 		// Ready once the kubelet serves and its Node exists, which is what
 		// the GPU driver's registration needs; the node's Ready condition
 		// (CNI, runtime) is the cluster's business and only reported.
-		if waitKubelet(ctx, admin, s.cfg.NodeName) != nil {
+		if waitKubelet(ctx, client, kc.NodeName) != nil {
 			return
 		}
 		ready()
-		if waitNodeReady(ctx, admin, s.cfg.NodeName, s.start) == nil {
-			s.say("node %s Ready", s.cfg.NodeName)
+		if waitNodeReady(ctx, client, kc.NodeName, h.start) == nil {
+			h.say("node %s Ready", kc.NodeName)
 		}
 	}()
-	err = <-errc
-	s.stopPods(ctrd)
+	err := <-errc
+	h.stopPods(ctrd)
 	return err
 }
 
 // stopPods stops every pod sandbox and unmounts the kubelet's volumes.
-func (s *server) stopPods(ctrd *node.Containerd) {
+func (h *nodeHost) stopPods(ctrd *node.Containerd) {
 	ctx, cancel := context.WithTimeout(context.Background(), podStopTimeout)
 	defer cancel()
 	if err := node.StopAllPods(ctx, ctrd.Endpoint()); err != nil {
 		klog.ErrorS(err, "Stop pods")
 	}
-	if err := node.UnmountAll(s.layout.KubeletDir()); err != nil {
+	if err := node.UnmountAll(h.layout.KubeletDir()); err != nil {
 		klog.ErrorS(err, "Unmount kubelet volumes")
 	}
 }
@@ -255,25 +278,25 @@ func waitNodeReady(ctx context.Context, client kubernetes.Interface, name string
 }
 
 // runGPUDriver runs the DRA GPU driver with the node's credentials.
-func (s *server) runGPUDriver(ctx context.Context, ready func()) error {
-	nodeClient, err := clientFor(s.cp.KubeletKubeconfig())
+func (h *nodeHost) runGPUDriver(ctx context.Context, ready func(), nodeName, kubeconfig string) error {
+	nodeClient, err := clientFor(kubeconfig)
 	if err != nil {
 		return err
 	}
 	d, err := dra.Start(ctx, dra.Config{
-		NodeName:      s.cfg.NodeName,
+		NodeName:      nodeName,
 		Client:        nodeClient,
-		RegistrarDir:  s.layout.PluginRegistryDir(),
-		PluginDataDir: s.layout.PluginDir(dra.DriverName),
-		CDIDir:        s.layout.CDIDir(),
-		StateDir:      s.layout.DRAStateDir(),
-		GPUs:          s.gpus,
+		RegistrarDir:  h.layout.PluginRegistryDir(),
+		PluginDataDir: h.layout.PluginDir(dra.DriverName),
+		CDIDir:        h.layout.CDIDir(),
+		StateDir:      h.layout.DRAStateDir(),
+		GPUs:          h.gpus,
 	})
 	if err != nil {
 		return err
 	}
 	defer d.Stop()
-	s.say("GPU driver: %d %s GPU(s) published as DeviceClass %s", len(s.gpus), s.gpus[0].Backend, dra.DriverName)
+	h.say("GPU driver: %d %s GPU(s) published as DeviceClass %s", len(h.gpus), h.gpus[0].Backend, dra.DriverName)
 	ready()
 	<-ctx.Done()
 	return nil

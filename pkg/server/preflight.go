@@ -38,10 +38,19 @@ type nodeBinaries struct {
 // the control plane advertises.
 func (s *server) preflight(ctx context.Context) error {
 	cfg := &s.cfg
-	s.network = &node.Network{Bridge: cfg.Bridge, ClusterCIDR: cfg.ClusterCIDR, ConfDir: s.layout.CNIConfDir(), IPAMDir: s.layout.CNIIPAMDir()}
+	podCIDR, err := node.FirstSubnet(cfg.ClusterCIDR, cfg.NodeCIDRMaskSize)
+	if err != nil {
+		return err
+	}
+	s.network = &node.Network{Bridge: cfg.Bridge, ClusterCIDR: cfg.ClusterCIDR, PodCIDR: podCIDR, ConfDir: s.layout.CNIConfDir(), IPAMDir: s.layout.CNIIPAMDir()}
 	nodeIP, _, err := s.network.Gateway()
 	if err != nil {
 		return err
+	}
+	if cfg.NodeIP != "" {
+		if nodeIP, err = localAddress(cfg.NodeIP); err != nil {
+			return err
+		}
 	}
 	if !cfg.DisableAgent {
 		if err := s.findNodeBinaries(ctx); err != nil {
@@ -52,10 +61,17 @@ func (s *server) preflight(ctx context.Context) error {
 		return err
 	}
 	if !cfg.DisableAgent {
-		if nodeIP, err = s.network.EnsureBridge(); err != nil {
+		gw, err := s.network.EnsureBridge()
+		if err != nil {
 			return err
 		}
-		// The node's own ports are on the bridge address, which exists now.
+		if cfg.NodeIP == "" {
+			nodeIP = gw
+		}
+		if err := s.network.EnsureMasquerade(); err != nil {
+			return err
+		}
+		// The node's own ports are on its address, which exists now.
 		if err := checkPorts([]portUse{
 			{"tcp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.KubeletPort)), "kubelet", "--kubelet-port"},
 			{"udp", net.JoinHostPort(nodeIP.String(), strconv.Itoa(cfg.DNSPort)), "cluster DNS", "--dns-port"},
@@ -79,8 +95,32 @@ func (s *server) preflight(ctx context.Context) error {
 		PodSecurityDefault: cfg.PodSecurity,
 		Profiling:          cfg.Profiling,
 		FeatureGates:       cfg.FeatureGates,
+		NodeCIDRMaskSize:   cfg.NodeCIDRMaskSize,
+
+		NodeMonitorGracePeriod: cfg.NodeMonitorGrace,
+		NodeGrace:              cfg.NodeGrace,
 	}
 	return nil
+}
+
+// localAddress checks that ip is an address of this machine: the kubelet,
+// cluster DNS and the registry's pull listener bind it.
+func localAddress(ip string) (net.IP, error) {
+	want := net.ParseIP(ip)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list this machine's addresses: %w", err)
+	}
+	var have []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if n.IP.Equal(want) {
+				return want.To4(), nil
+			}
+			have = append(have, n.IP.String())
+		}
+	}
+	return nil, fmt.Errorf("--node-ip %s is not an address of this machine (it has %s): give one of those", ip, strings.Join(have, ", "))
 }
 
 func (s *server) findNodeBinaries(ctx context.Context) error {
@@ -99,7 +139,7 @@ func (s *server) findNodeBinaries(ctx context.Context) error {
 		return nil // no wasm runtime, no GPU driver
 	}
 	b.wasmShim = besideStrata("containerd-shim-strata-wasm-v1")
-	s.gpus, err = gpuInventory(ctx, cfg)
+	s.gpus, err = gpuInventory(ctx, gpuFlags{cfg.GPUBackend, cfg.SimulatedGPUs, cfg.SimulatedGPUsFile, cfg.NodeName})
 	return err
 }
 
@@ -116,6 +156,9 @@ func (s *server) ports() []portUse {
 		{"tcp", loopback(cfg.WebhookPort), "admission webhooks", "--webhook-port"},
 		{"tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.GatewayPort)), "function gateway", "--gateway-port"},
 		{"tcp", loopback(cfg.MetricsPort), "metrics", "--metrics-port"},
+	}
+	if cfg.NodeIP != "" {
+		ports = append(ports, portUse{"tcp", net.JoinHostPort(cfg.NodeIP, strconv.Itoa(cfg.RegistryPort)), "OCI registry (pulls by other nodes)", "--registry-port"})
 	}
 	if !cfg.DisableAgent {
 		ports = append(ports,

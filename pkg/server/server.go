@@ -30,7 +30,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	s := &server{cfg: cfg, layout: cfg.Layout(), start: time.Now(), out: cfg.Out}
+	s := &server{cfg: cfg, nodeHost: nodeHost{layout: cfg.Layout(), start: time.Now(), out: cfg.Out}}
 	lock, err := checkDataDir(s.layout)
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.DisableAgent {
 		// Last: the kubelet's loops outlive its component and could
 		// recreate a pod's cgroup until containerd is gone.
-		if cerr := node.RemovePodCgroups(node.CgroupRoot); cerr != nil {
+		if cerr := node.RemovePodCgroups(node.CgroupRoot, ""); cerr != nil {
 			klog.ErrorS(cerr, "Remove pod cgroups")
 		}
 	}
@@ -90,17 +90,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 // server is what the components of one `strata server` share.
 type server struct {
-	cfg    Config
-	layout layout.Layout
-	cp     *controlplane.Config
-	start  time.Time
-	out    io.Writer
-
-	// Set by preflight.
-	network *node.Network
-	nodeIP  net.IP
-	bins    nodeBinaries
-	gpus    []dra.GPU
+	cfg Config
+	cp  *controlplane.Config
+	// nodeHost is set by preflight (the node's parts).
+	nodeHost
 
 	// Set by components before they report ready; read only by the
 	// components that require them.
@@ -108,7 +101,19 @@ type server struct {
 	serverless *serverless.Server
 }
 
-// say prints a progress line for the person who started the server.
-func (s *server) say(format string, args ...any) {
-	fmt.Fprintf(s.out, "strata: [%5.1fs] %s\n", time.Since(s.start).Seconds(), fmt.Sprintf(format, args...))
+// nodeHost is what the node parts of a server and of an agent share.
+type nodeHost struct {
+	layout layout.Layout
+	start  time.Time
+	out    io.Writer
+
+	network *node.Network
+	nodeIP  net.IP
+	bins    nodeBinaries
+	gpus    []dra.GPU
+}
+
+// say prints a progress line for the person who started the process.
+func (h *nodeHost) say(format string, args ...any) {
+	fmt.Fprintf(h.out, "strata: [%5.1fs] %s\n", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
 }

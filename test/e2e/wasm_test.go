@@ -310,9 +310,16 @@ func (s *server) waitReady(t *testing.T, deployment string, replicas int32) {
 // times and fails the test unless every answer contains expect.
 func (s *server) netcheck(t *testing.T, name, expect, url string) {
 	t.Helper()
+	s.netcheckOn(t, "", name, expect, url)
+}
+
+// netcheckOn is netcheck on the named node ("": any).
+func (s *server) netcheckOn(t *testing.T, node, name, expect, url string) {
+	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: restricted(corev1.PodSpec{
+			NodeName:      node,
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{Name: "netcheck", Image: "localhost:5000/netcheck:e2e",
 				Args: []string{"--timeout", "60s", "--count", "3", "--expect", expect, url}}},

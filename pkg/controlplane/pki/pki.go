@@ -46,6 +46,10 @@ type Cert struct {
 	IPs          []net.IP
 	Server       bool
 	Client       bool
+	// Chain appends the CA to the certificate file, so a TLS handshake
+	// carries it: an agent that pins the CA's key (a join token) learns
+	// the CA from the server it joins without trusting anything first.
+	Chain bool
 }
 
 // Paths of an issued certificate.
@@ -128,7 +132,11 @@ func (ca *CA) Issue(dir string, c Cert) (Paths, error) {
 	if err != nil {
 		return p, fmt.Errorf("issue certificate %s: %w", c.Name, err)
 	}
-	return p, writeCertAndKey(p.CertFile, p.KeyFile, der, key)
+	var chain []*x509.Certificate
+	if c.Chain {
+		chain = append(chain, ca.Cert)
+	}
+	return p, writeCertAndKey(p.CertFile, p.KeyFile, der, key, chain...)
 }
 
 // stillValid reports whether an existing certificate was signed by this CA,
@@ -142,6 +150,9 @@ func (ca *CA) stillValid(p Paths, c Cert) bool {
 		return false
 	}
 	cert := certs[0]
+	if c.Chain && (len(certs) < 2 || !certs[1].Equal(ca.Cert)) {
+		return false
+	}
 	if cert.CheckSignatureFrom(ca.Cert) != nil || time.Until(cert.NotAfter) < renewBefore {
 		return false
 	}
@@ -187,12 +198,12 @@ func LoadOrCreateKey(file string) error {
 	return fileutil.WriteAtomic(file, pemBytes, 0o600)
 }
 
-func writeCertAndKey(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) error {
+func writeCertAndKey(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, chain ...*x509.Certificate) error {
 	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
 	if err != nil {
 		return fmt.Errorf("encode key: %w", err)
 	}
-	certPEM, err := certutil.EncodeCertificates(mustParse(der))
+	certPEM, err := certutil.EncodeCertificates(append([]*x509.Certificate{mustParse(der)}, chain...)...)
 	if err != nil {
 		return fmt.Errorf("encode certificate: %w", err)
 	}
