@@ -44,6 +44,7 @@ takes a share of the cluster's pod range. The server must run with
 	f.StringVar(&cfg.Containerd, "containerd", "", "containerd 2.x binary (default: the containerd built next to strata)")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory (default: /usr/lib/cni, then /opt/cni/bin)")
 	f.StringVar(&cfg.CgroupRoot, "cgroup-root", "", "parent cgroup of the node's pods (default /); set when several nodes share one machine")
+	f.StringVar(&cfg.PodLogsDir, "pod-logs-dir", "", "where container logs go (default /var/log/pods); set when several nodes share one machine")
 	f.StringVar(&cfg.GPUBackend, "gpu-backend", cfg.GPUBackend, "GPU inventory of the node's DRA driver: auto, nvml or simulated")
 	f.StringVar(&cfg.SimulatedGPUs, "simulated-gpus", "", "simulated GPUs for machines without any, e.g. 4xA100-80GB")
 	f.StringVar(&cfg.SimulatedGPUsFile, "simulated-gpus-file", "", "file with a simulated GPU inventory")

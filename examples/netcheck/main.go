@@ -1,6 +1,9 @@
 // netcheck is a tiny HTTP client for tests and debugging inside the
 // cluster: it fetches a URL until it answers or a deadline passes, prints
-// the body and exits 0, or prints the last error and exits 1.
+// the body and exits 0, or prints the last error and exits 1. With
+// --probe it instead asks once per interval until it is killed and prints
+// one timestamped line per request, so a test can see which requests of a
+// window (a node or server outage) were answered.
 package main
 
 import (
@@ -17,13 +20,17 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "give up after this long")
 	expect := flag.String("expect", "", "succeed only if the body contains this text")
 	count := flag.Int("count", 1, "number of successful requests to make")
+	probe := flag.Duration("probe", 0, "if set, request once per this interval until killed, printing a line per request")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: netcheck [--timeout 60s] [--expect TEXT] [--count N] URL")
+		fmt.Fprintln(os.Stderr, "usage: netcheck [--timeout 60s] [--expect TEXT] [--count N] [--probe INTERVAL] URL")
 		os.Exit(2)
 	}
 	url := flag.Arg(0)
 	client := &http.Client{Timeout: 5 * time.Second}
+	if *probe > 0 {
+		probeForever(client, url, *expect, *probe)
+	}
 	deadline := time.Now().Add(*timeout)
 	var lastErr error
 	for ok := 0; ok < *count; {
@@ -42,6 +49,23 @@ func main() {
 			os.Exit(1)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// probeForever prints "<unix-milli> ok" or "<unix-milli> fail <error>"
+// for one request per interval.
+func probeForever(client *http.Client, url, expect string, interval time.Duration) {
+	for tick := time.NewTicker(interval); ; <-tick.C {
+		at := time.Now().UnixMilli()
+		body, err := get(client, url)
+		if err == nil && !strings.Contains(body, expect) {
+			err = fmt.Errorf("body %q does not contain %q", body, expect)
+		}
+		if err != nil {
+			fmt.Printf("%d fail %v\n", at, err)
+			continue
+		}
+		fmt.Printf("%d ok\n", at)
 	}
 }
 

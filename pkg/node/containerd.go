@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +15,12 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/strata-dev/strata/pkg/fileutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/strata-dev/strata/pkg/fileutil"
 )
 
 // containerdConfig is containerd 2's configuration (version 4). Every
@@ -238,9 +241,7 @@ func (c *Containerd) waitReady(ctx context.Context, timeout time.Duration) error
 	exited := c.exited
 	c.mu.Unlock()
 	for {
-		conn, err := net.DialTimeout("unix", c.Socket, time.Second)
-		if err == nil {
-			conn.Close()
+		if c.criServing(ctx) {
 			return nil
 		}
 		select {
@@ -251,9 +252,25 @@ func (c *Containerd) waitReady(ctx context.Context, timeout time.Duration) error
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd socket %s not ready after %s; see %s", c.Socket, timeout, c.LogFile)
+			return fmt.Errorf("containerd's CRI on %s not ready after %s; see %s", c.Socket, timeout, c.LogFile)
 		}
 	}
+}
+
+// criServing reports whether the CRI service answers. The socket accepts
+// before CRI has loaded its state (longer after a crash, when it recovers
+// the previous run's sandboxes), and a kubelet started then fails with
+// "server is not initialized yet".
+func (c *Containerd) criServing(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+c.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{})
+	return err == nil
 }
 
 // Stop terminates containerd: SIGTERM, then SIGKILL after a grace period.

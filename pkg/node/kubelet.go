@@ -39,6 +39,10 @@ type KubeletConfig struct {
 	// CgroupRoot is the parent cgroup of the node's pods ("" is /): two
 	// kubelets on one machine need their own.
 	CgroupRoot string
+	// PodLogsDir is where container logs go ("" is upstream's
+	// /var/log/pods): a kubelet removes every log dir there that is not
+	// one of its pods', so two kubelets on one machine need their own.
+	PodLogsDir string
 }
 
 func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
@@ -75,6 +79,9 @@ func (k *KubeletConfig) build() (*kubeletoptions.KubeletServer, error) {
 	}
 	if k.CgroupRoot != "" {
 		cfg.CgroupRoot = k.CgroupRoot
+	}
+	if k.PodLogsDir != "" {
+		cfg.PodLogsDir = k.PodLogsDir
 	}
 	cfg.Authentication.Anonymous.Enabled = false
 	cfg.Authentication.Webhook.Enabled = true

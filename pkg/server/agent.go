@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ type AgentConfig struct {
 	CNIBinDir   string
 	// CgroupRoot is the parent cgroup of the node's pods ("" is /).
 	CgroupRoot string
+	// PodLogsDir is where container logs go ("" is /var/log/pods).
+	PodLogsDir string
 	GPUBackend string
 	// SimulatedGPUs / SimulatedGPUsFile give a simulated GPU inventory.
 	SimulatedGPUs, SimulatedGPUsFile string
@@ -87,6 +90,9 @@ func (c *AgentConfig) Validate() (jointoken.Join, error) {
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
 			return j, fmt.Errorf("--labels: value %q of %s: %s", v, k, strings.Join(errs, "; "))
 		}
+	}
+	if c.PodLogsDir != "" && !filepath.IsAbs(c.PodLogsDir) {
+		return j, fmt.Errorf("--pod-logs-dir %q is relative: give an absolute path, e.g. /var/log/pods-agent2", c.PodLogsDir)
 	}
 	switch c.GPUBackend {
 	case "auto", "nvml", "simulated":
@@ -256,6 +262,7 @@ func (a *agent) components() []supervise.Component {
 				Port:                int32(a.cfg.KubeletPort),
 				NodeLabels:          labels,
 				CgroupRoot:          a.cfg.CgroupRoot,
+				PodLogsDir:          a.cfg.PodLogsDir,
 			}, ctrd, a.client, ready)
 		})},
 		// The bridge and CNI config wait for the node's pod range, which

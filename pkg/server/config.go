@@ -170,8 +170,13 @@ func (c *Config) Validate() error {
 	if _, err := node.FirstSubnet(c.ClusterCIDR, c.NodeCIDRMaskSize); err != nil {
 		return fmt.Errorf("--node-cidr-mask-size: %w", err)
 	}
-	if c.NodeMonitorGrace < 2*time.Second || c.NodeGrace < 0 {
-		return fmt.Errorf("--node-monitor-grace %s / --node-grace %s: use at least 2s for the first (several kubelet heartbeats) and a non-negative duration for the second", c.NodeMonitorGrace, c.NodeGrace)
+	// The kubelet renews its node lease every 10 s: a shorter grace would
+	// mark healthy nodes NotReady between two renewals.
+	if c.NodeMonitorGrace < 15*time.Second {
+		return fmt.Errorf("--node-monitor-grace %s is too short: kubelets renew their lease every 10s, so use at least 15s (upstream's default is 50s)", c.NodeMonitorGrace)
+	}
+	if c.NodeGrace < 0 {
+		return fmt.Errorf("--node-grace %s is negative: give how long pods stay on a lost node before they are evicted, e.g. 5m", c.NodeGrace)
 	}
 	if err := controlplane.ValidatePodSecurityLevel(c.PodSecurity); err != nil {
 		return err

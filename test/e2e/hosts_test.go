@@ -5,10 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-dev/strata/pkg/layout"
 )
 
 // testNet is a network of "hosts" on this machine: a bridge in the root
@@ -78,7 +81,7 @@ func (h *host) start(t *testing.T, args ...string) {
 	t.Helper()
 	h.out = &syncBuffer{}
 	all := append([]string{"--net=/run/netns/" + h.name, bin("strata"), "agent", "--data-dir", h.dataDir,
-		"--node-name", h.name, "--cgroup-root", "/strata-" + h.name}, args...)
+		"--node-name", h.name, "--cgroup-root", "/strata-" + h.name, "--pod-logs-dir", filepath.Join(h.dataDir, "pod-logs")}, args...)
 	h.cmd = exec.Command("nsenter", all...)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	if err := h.cmd.Start(); err != nil {
@@ -105,6 +108,50 @@ func (h *host) stop(t *testing.T) {
 	}
 	if st := h.cmd.ProcessState; !st.Success() {
 		t.Errorf("agent %s exited with %v after SIGTERM\n%s", h.name, st, h.out.String())
+	}
+}
+
+// crash is the host losing power: SIGKILL to the agent and, at once, to
+// every process of the host (containerd, shims, pod processes: all that
+// names its data or run dir or lives in its cgroup root). What a real
+// machine would also lose (mounts, network namespaces of pods) stays, for
+// the next start to clean up.
+func (h *host) crash(t *testing.T) {
+	t.Helper()
+	_ = h.cmd.Process.Kill()
+	<-h.exited
+	h.cmd = nil
+	runDir := layout.Layout{DataDir: h.dataDir}.RunDir()
+	cgroupRoot := "/strata-" + h.name + "/"
+	for round := 0; ; round++ {
+		var pids []int
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if i := strings.LastIndexByte(string(stat), ')'); i < 0 || strings.HasPrefix(string(stat[i:]), ") Z") {
+				continue // gone, or dead and waiting to be reaped
+			}
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			cgroup, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+			c := string(cmdline)
+			if strings.Contains(c, h.dataDir) || strings.Contains(c, runDir) || strings.Contains(string(cgroup), cgroupRoot) {
+				pids = append(pids, pid)
+			}
+		}
+		if len(pids) == 0 {
+			return
+		}
+		if round == 50 {
+			t.Fatalf("host %s: processes %v survive SIGKILL", h.name, pids)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
