@@ -24,7 +24,7 @@ LDFLAGS := $(LAZY) -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(S
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build helmtool run stop demo test test-unit test-e2e vet bench-startup bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
+.PHONY: all deps build helmtool run stop demo test test-unit test-fuzz fuzz test-e2e vet bench-startup bench-agent bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
 
 all: build
 
@@ -77,10 +77,23 @@ helmtool:
 	@mkdir -p $(BIN)
 	cd test/helmtool && $(GO) build -o $(BIN)/helmtool .
 
-test: deps build vet test-unit test-e2e
+# Every go fuzz target briefly (their seed corpora also run in test-unit);
+# make fuzz runs each for 10 minutes.
+test-fuzz:
+	hack/fuzz.sh 10s
+
+fuzz:
+	hack/fuzz.sh 10m
+
+test: deps build vet test-unit test-fuzz test-e2e
 
 bench-startup: build
 	$(GO) run ./bench/startup --bin $(BIN) --runs 5
+
+# An agent in a network namespace of its own joins a server on this
+# machine: start -> Ready, RSS idle and with 10 pods, pod-to-pod latency.
+bench-agent: build
+	$(GO) run ./bench/agent --bin $(BIN) --runs 5
 
 bench-admission: build
 	$(GO) run ./bench/admission --bin $(BIN) --n 200 --runs 3

@@ -17,8 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -175,7 +173,7 @@ func runOnce(binDir, dataDir string, deploy bool) (sample, error) {
 	}
 	time.Sleep(2 * time.Second)
 	s.serverRSS = benchutil.PeakRSS(cmd.Process.Pid)
-	if pid := childNamed(cmd.Process.Pid, "containerd"); pid > 0 {
+	if pid := benchutil.ChildNamed(cmd.Process.Pid, "containerd"); pid > 0 {
 		s.containerdMB = benchutil.PeakRSS(pid)
 	}
 	stopping := time.Now()
@@ -202,38 +200,12 @@ func waitClient(ctx context.Context, kubeconfig string) (kubernetes.Interface, e
 	}
 }
 
-func childNamed(ppid int, name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(stat)
-		i := strings.LastIndex(s, ")")
-		if i < 0 || !strings.Contains(s[:i+1], "("+name+")") {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) {
-			return pid
-		}
-	}
-	return 0
-}
-
 func durStat(ss []sample, f func(sample) time.Duration) string {
 	v := make([]float64, len(ss))
 	for i, s := range ss {
 		v[i] = f(s).Seconds()
 	}
-	med, lo, hi := benchutil.Stats(v)
-	return fmt.Sprintf("%.2f s [%.2f-%.2f]", med, lo, hi)
+	return benchutil.SecondsStat(v)
 }
 
 func mbStat(ss []sample, f func(sample) float64) string {
@@ -241,8 +213,7 @@ func mbStat(ss []sample, f func(sample) float64) string {
 	for i, s := range ss {
 		v[i] = f(s)
 	}
-	med, lo, hi := benchutil.Stats(v)
-	return fmt.Sprintf("%.0f MB [%.0f-%.0f]", med, lo, hi)
+	return benchutil.MBStat(v)
 }
 
 func fail(format string, args ...any) {

@@ -3,7 +3,9 @@
 // the body and exits 0, or prints the last error and exits 1. With
 // --probe it instead asks once per interval until it is killed and prints
 // one timestamped line per request, so a test can see which requests of a
-// window (a node or server outage) were answered.
+// window (a node or server outage) were answered. With --latency N it
+// times N requests on one kept-alive connection once the URL answers and
+// prints "latency n=N p50=... p99=..." (microseconds).
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,9 +24,10 @@ func main() {
 	expect := flag.String("expect", "", "succeed only if the body contains this text")
 	count := flag.Int("count", 1, "number of successful requests to make")
 	probe := flag.Duration("probe", 0, "if set, request once per this interval until killed, printing a line per request")
+	latency := flag.Int("latency", 0, "if set, time this many requests once the URL answers and print their p50 and p99")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: netcheck [--timeout 60s] [--expect TEXT] [--count N] [--probe INTERVAL] URL")
+		fmt.Fprintln(os.Stderr, "usage: netcheck [--timeout 60s] [--expect TEXT] [--count N] [--probe INTERVAL] [--latency N] URL")
 		os.Exit(2)
 	}
 	url := flag.Arg(0)
@@ -50,6 +54,28 @@ func main() {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	if *latency > 0 {
+		if err := timeRequests(client, url, *latency); err != nil {
+			fmt.Fprintf(os.Stderr, "netcheck: %s: %v\n", url, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// timeRequests prints the p50 and p99 of n sequential requests.
+func timeRequests(client *http.Client, url string, n int) error {
+	took := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := get(client, url); err != nil {
+			return err
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	at := func(p int) int64 { return took[min(len(took)-1, len(took)*p/100)].Microseconds() }
+	fmt.Printf("\nlatency n=%d p50=%d p99=%d\n", n, at(50), at(99))
+	return nil
 }
 
 // probeForever prints "<unix-milli> ok" or "<unix-milli> fail <error>"

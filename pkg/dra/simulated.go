@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	resourcev1 "k8s.io/api/resource/v1"
 )
 
 // MaxGPUs is the most GPUs one node publishes: one ResourceSlice holds at
@@ -36,7 +38,8 @@ func ParseSimulated(spec, nodeName string) ([]GPU, error) {
 			if err != nil {
 				return nil, err
 			}
-			if len(gpus)+count > MaxGPUs {
+			// Not len+count: a huge count would overflow past the check.
+			if count > MaxGPUs-len(gpus) {
 				return nil, fmt.Errorf("simulated GPU inventory: %q brings the total above %d GPUs per node", token, MaxGPUs)
 			}
 			for range count {
@@ -91,7 +94,13 @@ func parseSimulatedEntry(token string) (count int, model string, memory int64, e
 	if err != nil || gb < 1 || gb > 1<<20 {
 		return 0, "", 0, bad(fmt.Sprintf("memory %q is not a positive whole number of GB", memText))
 	}
-	return count, name + "-" + digits + "GB", int64(gb) << 30, nil
+	model = name + "-" + digits + "GB"
+	// The model is a ResourceSlice attribute, whose values the API server
+	// caps.
+	if len(model) > resourcev1.DeviceAttributeMaxValueLength {
+		return 0, "", 0, bad(fmt.Sprintf("model %q is longer than %d characters", model, resourcev1.DeviceAttributeMaxValueLength))
+	}
+	return count, model, int64(gb) << 30, nil
 }
 
 func readSimulatedFile(path string) (string, error) {

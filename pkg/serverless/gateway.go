@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
 	servingv1 "github.com/strata-dev/strata/api/serving/v1alpha1"
@@ -232,18 +233,20 @@ func (g *Gateway) each(f func(*fnState)) {
 
 // route finds the function a request is for, and the path it sees.
 func (g *Gateway) route(r *http.Request) (types.NamespacedName, string, bool) {
-	host := r.Host
+	// Host names are case-insensitive; object names are lower case.
+	host := strings.ToLower(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if suffix := "." + g.Domain; strings.HasSuffix(host, suffix) {
-		if fn, ns, ok := strings.Cut(strings.TrimSuffix(host, suffix), "."); ok && fn != "" && ns != "" && !strings.Contains(ns, ".") {
-			return types.NamespacedName{Namespace: ns, Name: fn}, r.URL.Path, true
+	if suffix := "." + strings.ToLower(g.Domain); strings.HasSuffix(host, suffix) {
+		if fn, ns, ok := strings.Cut(strings.TrimSuffix(host, suffix), "."); ok && validKey(ns, fn) {
+			// "OPTIONS *" and absolute-form requests need not start with "/".
+			return types.NamespacedName{Namespace: ns, Name: fn}, "/" + strings.TrimPrefix(r.URL.Path, "/"), true
 		}
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/fn/"); ok {
 		parts := strings.SplitN(rest, "/", 3)
-		if len(parts) >= 2 && parts[0] != "" && parts[1] != "" {
+		if len(parts) >= 2 && validKey(parts[0], parts[1]) {
 			path := "/"
 			if len(parts) == 3 {
 				path += parts[2]
@@ -252,6 +255,13 @@ func (g *Gateway) route(r *http.Request) (types.NamespacedName, string, bool) {
 		}
 	}
 	return types.NamespacedName{}, "", false
+}
+
+// validKey reports whether ns and name can name a Function (both DNS
+// labels: the function's Service carries its name). Anything else is a
+// 404 without asking the API server.
+func validKey(ns, name string) bool {
+	return len(validation.IsDNS1123Label(ns)) == 0 && len(validation.IsDNS1123Label(name)) == 0
 }
 
 // statusWriter remembers the status code for metrics.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,77 +11,65 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/pkg/layout"
+	"github.com/strata-dev/strata/test/testnet"
 )
 
-// testNet is a network of "hosts" on this machine: a bridge in the root
-// network namespace (where the server runs) and, per host, a network
-// namespace joined to it by a veth pair, with its own address. Nothing
-// leaves the namespaces the test made.
+// testNet is testnet.Net with the agents that run on its hosts.
 type testNet struct {
-	bridge string
-	// prefix is the /24's first three octets; .1 is the root namespace.
-	prefix string
-	hosts  []*host
+	*testnet.Net
+	hosts []*host
 }
 
 // host is one agent's machine: its namespace, address and data dir.
 type host struct {
 	name, ip, dataDir string
+	net               *testnet.Net
 	cmd               *exec.Cmd
 	out               *syncBuffer
 	exited            chan struct{}
 }
 
-// newTestNet makes the bridge; t.Cleanup removes it and every host.
+// newTestNet makes the bridge; t.Cleanup stops every agent and removes the
+// hosts and the bridge.
 func newTestNet(t *testing.T, bridge, prefix string) *testNet {
 	t.Helper()
-	n := &testNet{bridge: bridge, prefix: prefix}
-	run(t, "ip", "link", "add", bridge, "type", "bridge")
+	n, err := testnet.New(bridge, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNet{Net: n}
 	t.Cleanup(func() {
-		for _, h := range n.hosts {
+		for _, h := range tn.hosts {
 			h.kill()
-			_ = exec.Command("ip", "netns", "del", h.name).Run()
 		}
-		_ = exec.Command("ip", "link", "del", bridge).Run()
+		n.Close()
 	})
-	run(t, "ip", "addr", "add", n.RootIP()+"/24", "dev", bridge)
-	run(t, "ip", "link", "set", bridge, "up")
-	return n
+	return tn
 }
 
-// RootIP is the root namespace's address on the bridge: the server's node IP.
-func (n *testNet) RootIP() string { return n.prefix + ".1" }
-
-// addHost makes a namespace with address prefix.<index+2>.
+// addHost makes a host with a data dir of its own.
 func (n *testNet) addHost(t *testing.T, name string) *host {
 	t.Helper()
-	h := &host{name: name, ip: fmt.Sprintf("%s.%d", n.prefix, len(n.hosts)+2)}
-	n.hosts = append(n.hosts, h)
+	ip, err := n.AddHost(name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir, err := os.MkdirTemp("", "strata-e2e-"+name+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.dataDir = dir
-	veth := "v" + name
-	run(t, "ip", "netns", "add", name)
-	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-	run(t, "ip", "link", "set", veth, "master", n.bridge, "up")
-	run(t, "ip", "-n", name, "addr", "add", h.ip+"/24", "dev", "eth0")
-	run(t, "ip", "-n", name, "link", "set", "eth0", "up")
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	run(t, "ip", "-n", name, "route", "add", "default", "via", n.RootIP())
+	h := &host{name: name, ip: ip, dataDir: dir, net: n.Net}
+	n.hosts = append(n.hosts, h)
 	return h
 }
 
-// start runs `strata agent` inside the host's network namespace (only
-// that: nsenter --net keeps the mount namespace and /sys, which the
-// kubelet and runc need; `ip netns exec` would remount /sys).
+// start runs `strata agent` inside the host's network namespace.
 func (h *host) start(t *testing.T, args ...string) {
 	t.Helper()
 	h.out = &syncBuffer{}
-	all := append([]string{"--net=/run/netns/" + h.name, bin("strata"), "agent", "--data-dir", h.dataDir,
-		"--node-name", h.name, "--cgroup-root", "/strata-" + h.name, "--pod-logs-dir", filepath.Join(h.dataDir, "pod-logs")}, args...)
-	h.cmd = exec.Command("nsenter", all...)
+	all := append([]string{"agent", "--data-dir", h.dataDir, "--node-name", h.name,
+		"--cgroup-root", "/strata-" + h.name, "--pod-logs-dir", filepath.Join(h.dataDir, "pod-logs")}, args...)
+	h.cmd = h.net.Command(h.name, bin("strata"), all...)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -174,11 +161,4 @@ func (h *host) leftovers() []string {
 		leaks = append(leaks, "cgroup "+d)
 	}
 	return leaks
-}
-
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
 }

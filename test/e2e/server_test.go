@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
+	"github.com/strata-dev/strata/test/testpods"
 )
 
 // Acceptance 1: the node is Ready and kubectl works, DRA's API included.
@@ -194,20 +195,7 @@ func TestPodSecurityRestrictedByDefault(t *testing.T) {
 }
 
 // restricted makes a pod spec comply with Pod Security "restricted".
-func restricted(spec corev1.PodSpec) corev1.PodSpec {
-	spec.SecurityContext = &corev1.PodSecurityContext{
-		RunAsNonRoot:   ptr.To(true),
-		RunAsUser:      ptr.To[int64](65532),
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
-	for i := range spec.Containers {
-		spec.Containers[i].SecurityContext = &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		}
-	}
-	return spec
-}
+func restricted(spec corev1.PodSpec) corev1.PodSpec { return testpods.Restricted(spec) }
 
 // Acceptance 5: anonymous requests are refused; the admin kubeconfig works.
 func TestAnonymousRefused(t *testing.T) {

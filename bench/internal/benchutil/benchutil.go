@@ -39,6 +39,18 @@ func Stats(v []float64) (med, lo, hi float64) {
 	return med, v[0], v[n-1]
 }
 
+// SecondsStat formats the median and range of v (seconds).
+func SecondsStat(v []float64) string {
+	med, lo, hi := Stats(v)
+	return fmt.Sprintf("%.2f s [%.2f-%.2f]", med, lo, hi)
+}
+
+// MBStat formats the median and range of v (MB).
+func MBStat(v []float64) string {
+	med, lo, hi := Stats(v)
+	return fmt.Sprintf("%.0f MB [%.0f-%.0f]", med, lo, hi)
+}
+
 // Percentile returns the p-th percentile (0-100, nearest rank) of v,
 // sorting v in place.
 func Percentile(v []float64, p float64) float64 {
@@ -90,12 +102,12 @@ type Server struct {
 // Start runs `strata server` from binDir on a new data dir and returns once
 // the admin kubeconfig is published and pods can be created (the default
 // service account exists).
-func Start(ctx context.Context, binDir, name string) (*Server, error) {
+func Start(ctx context.Context, binDir, name string, args ...string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "strata-bench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := StartServer(binDir, dir)
+	cmd, err := StartServer(binDir, dir, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -173,7 +185,17 @@ func ProcessCPU(pid int) (time.Duration, error) {
 
 // PeakRSS is the process's peak resident set (VmHWM from /proc), in MB;
 // 0 if it cannot be read.
-func PeakRSS(pid int) float64 {
+func PeakRSS(pid int) float64 { return statusMB(pid, "VmHWM:") }
+
+// RSS is the process's resident set now (VmRSS), in MB; 0 if it cannot be
+// read.
+func RSS(pid int) float64 { return statusMB(pid, "VmRSS:") }
+
+// RSSAnon is the anonymous part of RSS (heap, stacks; not the binary's
+// pages), in MB.
+func RSSAnon(pid int) float64 { return statusMB(pid, "RssAnon:") }
+
+func statusMB(pid int, key string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -181,7 +203,7 @@ func PeakRSS(pid int) float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return float64(kb) / 1024
 		}
@@ -264,4 +286,30 @@ func describeMachine(cpuinfo, meminfo string) string {
 		}
 	}
 	return fmt.Sprintf("%s, %d CPUs, %s", model, cpus, mem)
+}
+
+// ChildNamed is the pid of ppid's child whose command is name, or 0.
+func ChildNamed(ppid int, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(stat)
+		i := strings.LastIndex(s, ")")
+		if i < 0 || !strings.Contains(s[:i+1], "("+name+")") {
+			continue
+		}
+		fields := strings.Fields(s[i+1:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) {
+			return pid
+		}
+	}
+	return 0
 }
