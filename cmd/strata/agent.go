@@ -40,6 +40,7 @@ takes a share of the cluster's pod range. The server must run with
 	f.StringVar(&cfg.NodeIP, "node-ip", "", "this node's address (default: the address this machine reaches the server from)")
 	f.StringToStringVar(&cfg.Labels, "labels", nil, "labels of the Node, k=v,...")
 	f.IntVar(&cfg.KubeletPort, "kubelet-port", cfg.KubeletPort, "kubelet API port on the node address")
+	f.StringVar(&cfg.VXLAN, "vxlan", cfg.VXLAN, "when pod traffic to another node is tunnelled (VXLAN, UDP 8472): auto (nodes not on a shared link), always, never (host-gw routes only)")
 	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "name of the pod network bridge")
 	f.StringVar(&cfg.Containerd, "containerd", "", "containerd 2.x binary (default: the containerd built next to strata)")
 	f.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "", "CNI plugin directory (default: /usr/lib/cni, then /opt/cni/bin)")

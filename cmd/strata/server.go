@@ -51,6 +51,7 @@ data dir to get the same cluster back.`,
 	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
 	f.StringVar(&cfg.NodeIP, "node-ip", "", "this node's address on the network other nodes share; API server, registry pulls, cluster DNS and the kubelet are reached there (default: the pod bridge's address, for a single node; agents need it set)")
 	f.IntVar(&cfg.NodeCIDRMaskSize, "node-cidr-mask-size", cfg.NodeCIDRMaskSize, "prefix length of each node's pod range inside --cluster-cidr")
+	f.StringVar(&cfg.VXLAN, "vxlan", cfg.VXLAN, "when pod traffic to another node is tunnelled (VXLAN, UDP 8472): auto (nodes not on a shared link), always, never (host-gw routes only)")
 	f.DurationVar(&cfg.NodeMonitorGrace, "node-monitor-grace", cfg.NodeMonitorGrace, "how long a node that stopped reporting stays Ready (kube-controller-manager --node-monitor-grace-period)")
 	f.DurationVar(&cfg.NodeGrace, "node-grace", cfg.NodeGrace, "how long the pods of a NotReady or unreachable node stay bound to it before they are evicted and recreated elsewhere; short suits stateless services, long lets an edge node ride out a network outage without its pods being rescheduled")
 	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "name of the pod network bridge")

@@ -30,13 +30,14 @@ const RouteProtocol netlink.RouteProtocol = 83
 // resyncPeriod re-checks routes someone else may have removed.
 const resyncPeriod = time.Minute
 
-// Routes keeps, on this node, a route to every other node's pod range via
-// that node's InternalIP ("host-gw"): nodes that share a link need no
-// tunnel. A node that is not on a shared link is reported, not routed:
-// VXLAN for those is not built yet.
+// Routes keeps, on this node, a route to every other node's pod range:
+// via that node's InternalIP when they share a link ("host-gw", no
+// encapsulation), or through the VXLAN device otherwise (VXLAN decides).
 type Routes struct {
 	Client   kubernetes.Interface
 	NodeName string
+	// VXLAN is VXLANAuto (""), VXLANAlways or VXLANNever.
+	VXLAN string
 }
 
 // Run watches Nodes and reconciles the routes until ctx ends.
@@ -55,6 +56,11 @@ func (r *Routes) Run(ctx context.Context, ready func()) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	defer func() {
+		if err := RemoveVXLAN(); err != nil {
+			klog.ErrorS(err, "Remove the tunnel device")
+		}
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
 		return nil
 	}
@@ -81,31 +87,70 @@ func (r *Routes) Run(ctx context.Context, ready func()) error {
 
 // sync makes this node's routes exactly the wanted ones.
 func (r *Routes) sync(nodes []*corev1.Node) error {
-	want := map[string]net.IP{}
-	for _, n := range nodes {
-		if n.Name == r.NodeName || n.Spec.PodCIDR == "" {
-			continue
-		}
-		ip := InternalIP(n)
-		if ip == nil {
-			continue
-		}
-		want[n.Spec.PodCIDR] = ip
-	}
 	var errs []error
-	for cidr, gw := range want {
-		_, dst, err := net.ParseCIDR(cidr)
+	type peer struct {
+		name string
+		ip   net.IP
+		cidr *net.IPNet
+	}
+	var peers []peer
+	var link netlink.Link
+	for _, n := range nodes {
+		ip := InternalIP(n)
+		if n.Spec.PodCIDR == "" || ip == nil {
+			continue
+		}
+		_, cidr, err := net.ParseCIDR(n.Spec.PodCIDR)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("node pod CIDR %q: %w", cidr, err))
+			errs = append(errs, fmt.Errorf("node %s: pod CIDR %q: %w", n.Name, n.Spec.PodCIDR, err))
 			continue
 		}
-		if err := onLink(gw); err != nil {
+		if n.Name != r.NodeName {
+			peers = append(peers, peer{n.Name, ip, cidr})
+			continue
+		}
+		// Every node has the tunnel device once it has a range and an
+		// address, whatever its mode: peers may tunnel to it.
+		if link, err = ensureVXLAN(ip, cidr); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	want := map[string]net.IP{} // pod range -> gateway
+	tunnelled := map[string]bool{}
+	for _, p := range peers {
+		tunnel := r.VXLAN == VXLANAlways
+		if !tunnel {
+			if err := onLink(p.ip); err != nil {
+				if r.VXLAN == VXLANNever {
+					errs = append(errs, fmt.Errorf("node %s: %w; with --vxlan never it is unreachable", p.name, err))
+					continue
+				}
+				tunnel = true
+			}
+		}
+		if !tunnel {
+			rt := &netlink.Route{Dst: p.cidr, Gw: p.ip, Protocol: RouteProtocol}
+			if err := netlink.RouteReplace(rt); err != nil {
+				errs = append(errs, fmt.Errorf("route %s via %s: %w", p.cidr, p.ip, err))
+			}
+			want[p.cidr.String()] = p.ip
 			continue
 		}
-		rt := &netlink.Route{Dst: dst, Gw: gw, Protocol: RouteProtocol}
-		if err := netlink.RouteReplace(rt); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s: %w", cidr, gw, err))
+		if link == nil {
+			errs = append(errs, fmt.Errorf("node %s: no tunnel yet (this node has no pod range or address)", p.name))
+			continue
+		}
+		if err := tunnelTo(link, p.ip, p.cidr); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", p.name, err))
+			continue
+		}
+		ip, mac := vtep(p.cidr)
+		want[p.cidr.String()] = ip
+		tunnelled[mac.String()] = true
+	}
+	if link != nil {
+		if err := pruneTunnel(link, tunnelled); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
@@ -122,14 +167,14 @@ func (r *Routes) sync(nodes []*corev1.Node) error {
 		if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("remove stale route %s: %w", rt.Dst, err))
 		} else {
-			klog.InfoS("Removed route to a node that left or moved", "podCIDR", rt.Dst, "via", rt.Gw)
+			klog.InfoS("Removed route to a node that left, moved or changed mode", "podCIDR", rt.Dst, "via", rt.Gw)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// onLink checks that gw is reachable without a router: host-gw routing
-// needs the nodes on one link.
+// onLink checks that gw is reachable without a router, as host-gw
+// routing needs.
 func onLink(gw net.IP) error {
 	routes, err := netlink.RouteGet(gw)
 	if err != nil {
@@ -137,7 +182,7 @@ func onLink(gw net.IP) error {
 	}
 	for _, rt := range routes {
 		if rt.Gw != nil {
-			return fmt.Errorf("node address %s is reached through router %s, not on a shared link: Strata routes pods between nodes on one link only (no VXLAN yet)", gw, rt.Gw)
+			return fmt.Errorf("node address %s is reached through router %s, not on a shared link", gw, rt.Gw)
 		}
 	}
 	return nil

@@ -37,9 +37,11 @@ type AgentConfig struct {
 	// Labels are added to the Node when it registers.
 	Labels      map[string]string
 	KubeletPort int
-	Bridge      string
-	Containerd  string
-	CNIBinDir   string
+	// VXLAN: see Config.VXLAN.
+	VXLAN      string
+	Bridge     string
+	Containerd string
+	CNIBinDir  string
 	// CgroupRoot is the parent cgroup of the node's pods ("" is /).
 	CgroupRoot string
 	// PodLogsDir is where container logs go ("" is /var/log/pods).
@@ -56,7 +58,7 @@ type AgentConfig struct {
 // AgentDefaults returns the agent's configuration when no flag is given.
 func AgentDefaults() AgentConfig {
 	host, _ := os.Hostname()
-	return AgentConfig{DataDir: layout.DefaultDataDir, NodeName: host, KubeletPort: 10250, Bridge: "strata0",
+	return AgentConfig{DataDir: layout.DefaultDataDir, NodeName: host, KubeletPort: 10250, Bridge: "strata0", VXLAN: node.VXLANAuto,
 		GPUBackend: "auto", JoinBackoffMax: 30 * time.Second, Out: os.Stderr}
 }
 
@@ -79,6 +81,9 @@ func (c *AgentConfig) Validate() (jointoken.Join, error) {
 		if ip := net.ParseIP(c.NodeIP); ip == nil || ip.To4() == nil {
 			return j, fmt.Errorf("--node-ip %q is not an IPv4 address", c.NodeIP)
 		}
+	}
+	if err := node.ValidateVXLANMode(c.VXLAN); err != nil {
+		return j, err
 	}
 	if c.KubeletPort < 1 || c.KubeletPort > 65535 {
 		return j, fmt.Errorf("--kubelet-port %d is out of range: use a port from 1 to 65535", c.KubeletPort)
@@ -289,7 +294,7 @@ func (a *agent) components() []supervise.Component {
 			return nil
 		})},
 		{Name: compRoutes, Requires: []string{compJoinServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
-			return (&node.Routes{Client: a.client, NodeName: a.cfg.NodeName}).Run(ctx, ready)
+			return (&node.Routes{Client: a.client, NodeName: a.cfg.NodeName, VXLAN: a.cfg.VXLAN}).Run(ctx, ready)
 		})},
 		{Name: compProxy, Requires: []string{compJoinServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			ready()

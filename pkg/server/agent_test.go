@@ -22,6 +22,7 @@ func TestAgentValidate(t *testing.T) {
 		{name: "bad label value", edit: func(c *AgentConfig) { c.Labels = map[string]string{"zone": "a b"} }, wantErr: `--labels: value "a b" of zone`},
 		{name: "bad GPU backend", edit: func(c *AgentConfig) { c.GPUBackend = "cuda" }, wantErr: `--gpu-backend "cuda"`},
 		{name: "bad port", edit: func(c *AgentConfig) { c.KubeletPort = 0 }, wantErr: "--kubelet-port 0 is out of range"},
+		{name: "bad vxlan mode", edit: func(c *AgentConfig) { c.VXLAN = "yes" }, wantErr: `--vxlan "yes": use auto`},
 		{name: "relative pod logs dir", edit: func(c *AgentConfig) { c.PodLogsDir = "logs" }, wantErr: "--pod-logs-dir \"logs\" is relative"},
 	}
 	for _, tc := range tests {

@@ -42,6 +42,9 @@ type Config struct {
 	NodeIP string
 	// NodeCIDRMaskSize is the size of each node's pod range.
 	NodeCIDRMaskSize int
+	// VXLAN says when pods' traffic to other nodes is tunnelled
+	// (node.VXLANAuto, VXLANAlways, VXLANNever).
+	VXLAN string
 	// NodeMonitorGrace is how long a silent node stays Ready; NodeGrace how
 	// long its pods then stay before they are evicted and recreated.
 	NodeMonitorGrace, NodeGrace time.Duration
@@ -115,6 +118,7 @@ func Defaults() Config {
 		// --node-monitor-grace-period and the DefaultTolerationSeconds
 		// admission plugin's 300 s.
 		NodeCIDRMaskSize: 24,
+		VXLAN:            node.VXLANAuto,
 		NodeMonitorGrace: 50 * time.Second,
 		NodeGrace:        5 * time.Minute,
 		Bridge:           "strata0",
@@ -166,6 +170,9 @@ func (c *Config) Validate() error {
 		if ip := net.ParseIP(c.NodeIP); ip == nil || ip.To4() == nil || ip.IsLoopback() || ip.IsUnspecified() {
 			return fmt.Errorf("--node-ip %q is not a usable IPv4 address: give this machine's address on the network the agents share, e.g. 192.168.1.10", c.NodeIP)
 		}
+	}
+	if err := node.ValidateVXLANMode(c.VXLAN); err != nil {
+		return err
 	}
 	if _, err := node.FirstSubnet(c.ClusterCIDR, c.NodeCIDRMaskSize); err != nil {
 		return fmt.Errorf("--node-cidr-mask-size: %w", err)

@@ -29,6 +29,7 @@ func TestValidate(t *testing.T) {
 		{"loopback node IP", func(c *Config) { c.NodeIP = "127.0.0.1" }, "--node-ip \"127.0.0.1\" is not a usable IPv4 address"},
 		{"node mask wider than the cluster", func(c *Config) { c.NodeCIDRMaskSize = 8 }, "--node-cidr-mask-size: node CIDR mask size 8 does not fit cluster CIDR 10.88.0.0/16"},
 		{"node monitor grace too short", func(c *Config) { c.NodeMonitorGrace = 10 * time.Second }, "--node-monitor-grace 10s is too short"},
+		{"bad vxlan mode", func(c *Config) { c.VXLAN = "on" }, `--vxlan "on": use auto`},
 		{"negative node grace", func(c *Config) { c.NodeGrace = -time.Second }, "--node-grace -1s is negative"},
 		{"gateway port out of range", func(c *Config) { c.GatewayPort = -1 }, "--gateway-port -1 is out of range"},
 		{"metrics port out of range", func(c *Config) { c.MetricsPort = 65536 }, "--metrics-port 65536 is out of range"},

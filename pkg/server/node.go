@@ -90,7 +90,7 @@ func (s *server) node() []supervise.Component {
 			if err != nil {
 				return err
 			}
-			return (&node.Routes{Client: client, NodeName: s.cfg.NodeName}).Run(ctx, ready)
+			return (&node.Routes{Client: client, NodeName: s.cfg.NodeName, VXLAN: s.cfg.VXLAN}).Run(ctx, ready)
 		})})
 	if len(s.gpus) > 0 {
 		cs = append(cs, supervise.Component{Name: compGPUDriver, Requires: []string{compKubelet}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {

@@ -38,7 +38,10 @@ func TestAgents(t *testing.T) {
 	serverURL := "https://" + tn.RootIP() + ":6443"
 
 	h1, h2 := tn.addHost(t, "sh1"), tn.addHost(t, "sh2")
-	h2Args := []string{"--server", serverURL, "--token", token, "--labels", "strata.dev/e2e=agent"}
+	// sh2 tunnels all its pods' traffic to other nodes (VXLAN) while the
+	// others route to it directly: both paths, and a mix, carry the
+	// traffic below.
+	h2Args := []string{"--server", serverURL, "--token", token, "--labels", "strata.dev/e2e=agent", "--vxlan", "always"}
 	t.Cleanup(func() {
 		for _, h := range []*host{h1, h2} {
 			h.stop(t)
@@ -87,6 +90,17 @@ func TestAgents(t *testing.T) {
 		if n2.Labels["strata.dev/e2e"] != "agent" || n2.Spec.PodCIDR == "" {
 			t.Errorf("node sh2: labels %v, pod CIDR %q: want the --labels and a pod range", n2.Labels, n2.Spec.PodCIDR)
 		}
+		// Routes to the two other nodes' ranges: host-gw on sh1, through
+		// the tunnel on sh2.
+		for _, c := range []struct {
+			host, want string
+			n          int
+		}{{"sh1", "via 10.251.0.", 2}, {"sh2", "dev strata.vxlan", 2}} {
+			waitFor(t, 30*time.Second, c.host+"'s routes to the other nodes' pods", func(context.Context) (bool, error) {
+				out, _ := runOut("ip", "-n", c.host, "route", "show", "proto", "83")
+				return strings.Count(out, c.want) == c.n, nil
+			})
+		}
 	})
 	if t.Failed() {
 		t.Logf("agent sh1:\n%s\nagent sh2:\n%s", h1.out.String(), h2.out.String())
@@ -116,6 +130,7 @@ func TestAgents(t *testing.T) {
 		// netcheck on an agent asks the Service three times by DNS name;
 		// the answers come from pods across the nodes.
 		s.netcheckOn(t, "sh1", "dns-client", "hello from Strata: pod hello-", "http://hello.default.svc.cluster.local")
+		s.netcheckOn(t, "sh2", "dns-client-tunnelled", "hello from Strata: pod hello-", "http://hello.default.svc.cluster.local")
 	})
 
 	t.Run("kubectl logs and exec reach a pod on an agent", func(t *testing.T) {
