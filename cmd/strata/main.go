@@ -27,6 +27,6 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())
 	})
-	root.AddCommand(newServerCommand(), newKubectlCommand(), newImageCommand(), newKeysCommand(), newExtensionsCommand(), newSchedulerCommand(), newFunctionCommand(), newGPUCommand(), newCheckpointCommand(), newTokenCommand(), newAgentCommand(), newVersionCommand())
+	root.AddCommand(newServerCommand(), newKubectlCommand(), newImageCommand(), newKeysCommand(), newExtensionsCommand(), newSchedulerCommand(), newFunctionCommand(), newGPUCommand(), newCheckpointCommand(), newTokenCommand(), newAgentCommand(), newSecretsEncryptCommand(), newVersionCommand())
 	return root
 }

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/errors"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	encryptionconfigcontroller "k8s.io/apiserver/pkg/server/options/encryptionconfig/controller"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	utilversion "k8s.io/component-base/version"
@@ -15,10 +16,12 @@ import (
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 	"k8s.io/utils/clock"
+
+	"github.com/strata-dev/strata/pkg/encryption"
 )
 
 // apiserverArgs are kube-apiserver's flags for a Strata cluster.
-func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
+func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig, auditPolicy, authnConfig string) []string {
 	s := c.certs
 	args := []string{
 		"--admission-control-config-file=" + admissionConfig,
@@ -32,7 +35,7 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--tls-cert-file=" + s.apiserver.CertFile,
 		"--tls-private-key-file=" + s.apiserver.KeyFile,
 		"--client-ca-file=" + s.ca.CertFile,
-		"--anonymous-auth=false",
+		"--authentication-config=" + authnConfig,
 		// Agents join with upstream bootstrap tokens (pkg/jointoken).
 		"--enable-bootstrap-token-auth=true",
 		"--authorization-mode=Node,RBAC",
@@ -50,6 +53,15 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig string) []string {
 		"--enable-priority-and-fairness=true",
 		"--feature-gates=" + c.featureGates(),
 		"--runtime-config=" + runtimeConfig,
+		// Secrets encrypted in etcd (pkg/encryption); the file is re-read
+		// so that `strata secrets-encrypt rotate` needs no restart.
+		"--encryption-provider-config=" + c.Layout.EncryptionConfig(),
+		"--encryption-provider-config-automatic-reload=true",
+		"--audit-policy-file=" + auditPolicy,
+		"--audit-log-path=" + c.Layout.AuditLog(),
+		"--audit-log-maxsize=100",
+		"--audit-log-maxbackup=5",
+		"--audit-log-maxage=30",
 	}
 	if c.NodeGrace > 0 {
 		// DefaultTolerationSeconds: how long pods stay on a node that
@@ -68,8 +80,23 @@ func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs
 	if err != nil {
 		return err
 	}
+	auditPolicy, err := c.writeAuditPolicy()
+	if err != nil {
+		return err
+	}
+	authnConfig, err := c.writeAuthenticationConfig()
+	if err != nil {
+		return err
+	}
+	if err := encryption.Ensure(c.Layout.EncryptionConfig()); err != nil {
+		return err
+	}
+	// Upstream polls the encryption config once a minute; a rotation
+	// waits for two reloads, and re-reading a small file every few
+	// seconds costs nothing.
+	encryptionconfigcontroller.EncryptionConfigFileChangePollDuration = 5 * time.Second
 	s := apiserveroptions.NewServerRunOptions()
-	args := append(c.apiserverArgs(etcdEndpoint, admissionConfig), extraArgs...)
+	args := append(c.apiserverArgs(etcdEndpoint, admissionConfig, auditPolicy, authnConfig), extraArgs...)
 	if err := parseComponentFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
 	}

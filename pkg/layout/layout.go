@@ -73,7 +73,13 @@ func (l Layout) PKIDir() string            { return l.data("pki") }
 func (l Layout) CAFile() string            { return l.data("pki", "ca.crt") }
 func (l Layout) ServiceAccountKey() string { return l.data("pki", "service-account.key") }
 func (l Layout) AdmissionConfig() string   { return l.data("config", "admission.yaml") }
+func (l Layout) AuditPolicy() string       { return l.data("config", "audit-policy.yaml") }
+func (l Layout) AuthnConfig() string       { return l.data("config", "authentication.yaml") }
+func (l Layout) AuditLog() string          { return l.data("logs", "audit.log") }
 func (l Layout) SchedulerConfig() string   { return l.data("scheduler", "config.yaml") }
+
+// EncryptionConfig holds the keys Secrets are encrypted with in etcd.
+func (l Layout) EncryptionConfig() string { return l.data("pki", "encryption-config.yaml") }
 
 // Kubeconfig is the kubeconfig of one in-process identity (kubelet,
 // kube-proxy, scheduler, strata, ...).

@@ -207,14 +207,17 @@ func TestAnonymousRefused(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for _, path := range []string{"/api/v1/namespaces", "/api", "/version"} {
+	// Anonymous requests reach the health endpoints (load balancers and
+	// probes carry no credentials) and nothing else.
+	for path, want := range map[string]int{"/api/v1/namespaces": 401, "/api": 401, "/version": 401, "/readyz/etcd": 401, "/metrics": 401,
+		"/livez": 200, "/readyz": 200, "/healthz": 200} {
 		resp, err := c.Get("https://127.0.0.1:6443" + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("anonymous GET %s: status %d, want 401", path, resp.StatusCode)
+		if resp.StatusCode != want {
+			t.Errorf("anonymous GET %s: status %d, want %d", path, resp.StatusCode, want)
 		}
 	}
 	out := s.mustKubectl(t, "--kubeconfig", filepath.Join(s.dataDir, "admin.kubeconfig"), "auth", "whoami")
