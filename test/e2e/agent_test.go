@@ -230,6 +230,15 @@ func TestAgents(t *testing.T) {
 		if _, err := s.client.CoreV1().Pods("default").Create(ctx, probe, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		defer func() {
+			if t.Failed() {
+				t.Logf("network state:\n%s", netState("sh1", "sh2"))
+				out, _ := s.kubectl(t, "logs", probe.Name)
+				t.Logf("probe:\n%s", out)
+				out, _ = s.kubectl(t, "get", "pods", "-o", "wide")
+				t.Logf("pods:\n%s", out)
+			}
+		}()
 		waitFor(t, 60*time.Second, "the probe's first answers", func(context.Context) (bool, error) {
 			out, _ := s.kubectl(t, "logs", probe.Name)
 			return strings.Count(out, " ok") >= 3, nil
@@ -338,6 +347,24 @@ func TestAgents(t *testing.T) {
 			return err == nil && len(pods.Items) == 0, nil
 		})
 	})
+}
+
+// netState describes the hosts' pod routing, for a failure's log.
+func netState(hosts ...string) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		for _, args := range [][]string{
+			{"-d", "-s", "link", "show", "strata.vxlan"}, {"neigh", "show", "dev", "strata.vxlan"}, {"route"},
+		} {
+			out, _ := runOut("ip", append([]string{"-n", h}, args...)...)
+			fmt.Fprintf(&b, "%s: ip %s\n%s\n", h, strings.Join(args, " "), out)
+		}
+		out, _ := runOut("bridge", "-n", h, "fdb", "show", "dev", "strata.vxlan")
+		fmt.Fprintf(&b, "%s: bridge fdb\n%s\n", h, out)
+		out, _ = runOut("ip", "netns", "exec", h, "sh", "-c", "grep . /proc/sys/net/ipv4/conf/*/rp_filter; iptables -S FORWARD; iptables -t nat -S POSTROUTING")
+		fmt.Fprintf(&b, "%s: sysctl, iptables\n%s\n", h, out)
+	}
+	return b.String()
 }
 
 // nodeMonitorGrace is the e2e server's --node-monitor-grace.

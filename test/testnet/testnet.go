@@ -1,7 +1,10 @@
 // Package testnet makes "hosts" on one machine for multi-node tests and
-// benchmarks: a bridge in the root network namespace (where the server
-// runs) and, per host, a network namespace joined to it by a veth pair,
-// with its own address. Nothing leaves the namespaces it made.
+// benchmarks: a switch (a bridge in a network namespace of its own, so
+// that no host's firewall or connection tracking sees the frames it
+// passes between others), the root network namespace (where the server
+// runs) wired to it by a veth pair, and per host a network namespace
+// wired the same way, with its own address. Nothing leaves the
+// namespaces it made.
 package testnet
 
 import (
@@ -11,24 +14,28 @@ import (
 	"strings"
 )
 
-// Net is the bridge and its hosts.
+// Net is the switch and its hosts.
 type Net struct {
+	// bridge names the switch's namespace, its bridge and the root
+	// namespace's link to it.
 	bridge string
 	// prefix is the /24's first three octets; .1 is the root namespace.
 	prefix string
 	hosts  []string
 }
 
-// New makes the bridge with prefix.1/24 on it. Close removes it and every
-// host.
+// New makes the switch and links the root namespace to it with
+// prefix.1/24. Close removes it and every host.
 func New(bridge, prefix string) (*Net, error) {
 	n := &Net{bridge: bridge, prefix: prefix}
-	// A bridge left by a run that was killed would make "add" fail.
-	_ = exec.Command("ip", "link", "del", bridge).Run()
-	if err := run("ip", "link", "add", bridge, "type", "bridge"); err != nil {
-		return nil, err
-	}
+	// Left by a run that was killed, they would make "add" fail.
+	n.Close()
 	for _, args := range [][]string{
+		{"netns", "add", bridge},
+		{"-n", bridge, "link", "add", bridge, "type", "bridge"},
+		{"-n", bridge, "link", "set", bridge, "up"},
+		{"link", "add", bridge, "type", "veth", "peer", "name", "uplink", "netns", bridge},
+		{"-n", bridge, "link", "set", "uplink", "master", bridge, "up"},
 		{"addr", "add", n.RootIP() + "/24", "dev", bridge},
 		{"link", "set", bridge, "up"},
 	} {
@@ -54,8 +61,8 @@ func (n *Net) AddHost(name string) (string, error) {
 	veth := "v" + name
 	for _, args := range [][]string{
 		{"netns", "add", name},
-		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name},
-		{"link", "set", veth, "master", n.bridge, "up"},
+		{"-n", n.bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name},
+		{"-n", n.bridge, "link", "set", veth, "master", n.bridge, "up"},
 		{"-n", name, "addr", "add", ip + "/24", "dev", "eth0"},
 		{"-n", name, "link", "set", "eth0", "up"},
 		{"-n", name, "link", "set", "lo", "up"},
@@ -75,12 +82,14 @@ func (n *Net) Command(host, name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + host, name}, args...)...)
 }
 
-// Close removes the hosts' namespaces and the bridge. Processes still
-// running in a namespace keep it alive: stop them first.
+// Close removes the hosts' namespaces and the switch (its namespace, and
+// with it every link to it). Processes still running in a namespace keep
+// it alive: stop them first.
 func (n *Net) Close() {
 	for _, h := range n.hosts {
 		_ = exec.Command("ip", "netns", "del", h).Run()
 	}
+	_ = exec.Command("ip", "netns", "del", n.bridge).Run()
 	_ = exec.Command("ip", "link", "del", n.bridge).Run()
 }
 
