@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
+	"github.com/google/uuid"
+
 	"github.com/strata-dev/strata/pkg/gpu"
 )
 
@@ -46,8 +48,8 @@ func FuzzParseSimulated(f *testing.F) {
 // that CDI's own validation accepts, or a clear error.
 func FuzzCDISpec(f *testing.F) {
 	f.Add("3f1c2b9e-8d7a-4c55-b0a1-2e3f4a5b6c7d", "gpu", "", int64(250), int64(10<<30))
-	f.Add("uid", "train", "worker", int64(0), int64(0))
-	f.Add("uid", "a", "b", int64(1000), int64(80<<30))
+	f.Add("0b1c2b9e-8d7a-4c55-b0a1-2e3f4a5b6c7d", "train", "worker", int64(0), int64(0))
+	f.Add("ffffffff-ffff-ffff-ffff-ffffffffffff", "a", "b", int64(1000), int64(80<<30))
 	f.Fuzz(func(t *testing.T, uid, request, sub string, compute, memory int64) {
 		if errs := validation.IsDNS1123Label(request); len(errs) > 0 {
 			return
@@ -58,9 +60,8 @@ func FuzzCDISpec(f *testing.F) {
 			}
 			request += "/" + sub
 		}
-		if uid == "" || len(uid) > 64 || strings.ContainsFunc(uid, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
-		}) || compute < 0 || memory < 0 {
+		// The API server gives every object a UUID.
+		if _, err := uuid.Parse(uid); err != nil || compute < 0 || memory < 0 {
 			return
 		}
 		s := newTestState(t, tempDirs(t), "1xA100-80GB")

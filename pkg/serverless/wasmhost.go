@@ -2,6 +2,7 @@ package serverless
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -84,6 +85,9 @@ func sameHostConfig(a, b HostConfig) bool {
 func (h *WasmHost) load(ctx context.Context, key types.NamespacedName, hs *hosted) {
 	start := time.Now()
 	m, handler, problem := h.compile(ctx, key, hs.cfg)
+	if m == nil && problem == nil {
+		return // the host is shutting down: nothing to serve or report
+	}
 	h.mu.Lock()
 	if h.fns[key] != hs {
 		h.mu.Unlock()
@@ -116,6 +120,9 @@ func (h *WasmHost) compile(ctx context.Context, key types.NamespacedName, cfg Ho
 		limit = defaultHostMemory
 	}
 	m, err := h.engine.Compile(ctx, raw, wasm.Options{MemoryLimit: limit})
+	if errors.Is(err, wasm.ErrEngineClosed) {
+		return nil, nil, nil
+	}
 	if err != nil {
 		return nil, nil, &function.Problem{Reason: servingv1.ReasonInvalidModule, Message: fmt.Sprintf("image %s: %v", cfg.Image, err)}
 	}

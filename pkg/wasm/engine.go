@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -45,7 +46,15 @@ func (e *InvalidModuleError) Unwrap() error { return e.Err }
 // cache between all modules and runtimes.
 type Engine struct {
 	cache wazero.CompilationCache
+	// mu keeps Close from releasing the cache under a compilation:
+	// wazero panics when a runtime compiles into a closed cache (seen
+	// when a server stopped while a Function's module was loading).
+	mu     sync.RWMutex
+	closed bool
 }
+
+// ErrEngineClosed is returned by Compile after Close.
+var ErrEngineClosed = errors.New("wasm engine closed")
 
 // NewEngine returns an engine that keeps compiled code under cacheDir
 // (created if missing). wazero keys cache entries by the module's SHA-256 and
@@ -65,8 +74,17 @@ func NewEngine(cacheDir string) (*Engine, error) {
 	return &Engine{cache: c}, nil
 }
 
-// Close releases the in-memory part of the cache.
-func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
+// Close releases the in-memory part of the cache, once compilations in
+// progress have finished; later ones fail with ErrEngineClosed.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.cache.Close(ctx)
+}
 
 // Options bound what a module may use.
 type Options struct {
@@ -90,6 +108,11 @@ type Module struct {
 func (e *Engine) Compile(ctx context.Context, wasm []byte, opts Options) (*Module, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic) {
 		return nil, &InvalidModuleError{Reason: "missing the \\0asm header (not a WebAssembly binary)"}
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, ErrEngineClosed
 	}
 	sum := sha256.Sum256(wasm)
 	// One runtime per module: the memory limit is per module and a runtime

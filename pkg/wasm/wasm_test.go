@@ -337,3 +337,22 @@ func BenchmarkInstantiateEmpty(b *testing.B) {
 		}
 	}
 }
+
+// A compilation racing Close (a server stopping while a Function's module
+// loads) fails cleanly instead of panicking inside wazero.
+func TestCompileAfterCloseFails(t *testing.T) {
+	e, err := NewEngine("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Compile(ctx, modEmpty, Options{}); !errors.Is(err, ErrEngineClosed) {
+		t.Fatalf("Compile after Close: %v, want ErrEngineClosed", err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
