@@ -50,7 +50,15 @@ func (r *Routes) Run(ctx context.Context, ready func()) error {
 	// sizes a host-gw network has.
 	enqueue := func(any) { queue.Add("routes") }
 	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, n any) { enqueue(n) }, DeleteFunc: enqueue,
+		AddFunc: enqueue, DeleteFunc: enqueue,
+		// Every node reports its status every few seconds; only a new
+		// range or address moves a route (the resync re-checks the rest).
+		UpdateFunc: func(o, n any) {
+			old, cur := o.(*corev1.Node), n.(*corev1.Node)
+			if old.Spec.PodCIDR != cur.Spec.PodCIDR || !InternalIP(old).Equal(InternalIP(cur)) || old.ResourceVersion == cur.ResourceVersion {
+				enqueue(n)
+			}
+		},
 	}); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}

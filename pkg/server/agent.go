@@ -96,6 +96,10 @@ func (c *AgentConfig) Validate() (jointoken.Join, error) {
 			return j, fmt.Errorf("--labels: value %q of %s: %s", v, k, strings.Join(errs, "; "))
 		}
 	}
+	// Zero would retry a refused join in a tight loop.
+	if c.JoinBackoffMax < time.Second {
+		return j, fmt.Errorf("--join-backoff-max %s: use at least 1s, e.g. 30s", c.JoinBackoffMax)
+	}
 	if c.PodLogsDir != "" && !filepath.IsAbs(c.PodLogsDir) {
 		return j, fmt.Errorf("--pod-logs-dir %q is relative: give an absolute path, e.g. /var/log/pods-agent2", c.PodLogsDir)
 	}

@@ -22,6 +22,7 @@ func TestAgentValidate(t *testing.T) {
 		{name: "bad label value", edit: func(c *AgentConfig) { c.Labels = map[string]string{"zone": "a b"} }, wantErr: `--labels: value "a b" of zone`},
 		{name: "bad GPU backend", edit: func(c *AgentConfig) { c.GPUBackend = "cuda" }, wantErr: `--gpu-backend "cuda"`},
 		{name: "bad port", edit: func(c *AgentConfig) { c.KubeletPort = 0 }, wantErr: "--kubelet-port 0 is out of range"},
+		{name: "no join backoff", edit: func(c *AgentConfig) { c.JoinBackoffMax = 0 }, wantErr: "--join-backoff-max 0s: use at least 1s"},
 		{name: "bad vxlan mode", edit: func(c *AgentConfig) { c.VXLAN = "yes" }, wantErr: `--vxlan "yes": use auto`},
 		{name: "relative pod logs dir", edit: func(c *AgentConfig) { c.PodLogsDir = "logs" }, wantErr: "--pod-logs-dir \"logs\" is relative"},
 	}

@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/test/testpods"
 )
 
 // Issue 22: `strata agent` makes a multi-node cluster. A server and two
@@ -326,7 +328,7 @@ func TestAgents(t *testing.T) {
 			}
 			ready := 0
 			for _, p := range pods.Items {
-				if p.DeletionTimestamp == nil && p.Spec.NodeName != "sh2" && podReady(&p) {
+				if p.DeletionTimestamp == nil && p.Spec.NodeName != "sh2" && testpods.Ready(&p) {
 					ready++
 				}
 			}
@@ -450,15 +452,6 @@ func (s *server) waitNodesReady(t *testing.T, n int) {
 func nodeReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
 		}
 	}

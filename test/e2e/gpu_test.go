@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/strata-dev/strata/test/testpods"
 )
 
 // The GPU issue's acceptance 1-4 against a real server with two simulated
@@ -379,15 +381,7 @@ func (s *server) waitRunning(t *testing.T, name string) {
 	defer func() { t.Logf("%s ready after %s", name, time.Since(start).Round(time.Millisecond)) }()
 	waitFor(t, 90*time.Second, name+" to run", func(ctx context.Context) (bool, error) {
 		p, err := s.client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
+		return err == nil && testpods.Ready(p), nil
 	})
 }
 

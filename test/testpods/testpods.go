@@ -24,3 +24,13 @@ func Restricted(spec corev1.PodSpec) corev1.PodSpec {
 	}
 	return spec
 }
+
+// Ready reports whether p's Ready condition is True.
+func Ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
