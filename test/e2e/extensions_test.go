@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/strata-dev/strata/pkg/layout"
 )
@@ -198,5 +199,15 @@ func applyYAML(t *testing.T, s *server, manifest string) {
 		t.Fatal(err)
 	}
 	f.Close()
-	s.mustKubectl(t, "apply", "-f", f.Name())
+	// A webhook that was just registered may not have its Service
+	// endpoint yet: the API server then answers "failed calling webhook".
+	var out string
+	var applyErr error
+	_ = wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		out, applyErr = s.kubectl(t, "apply", "-f", f.Name())
+		return applyErr == nil || !strings.Contains(out, "failed calling webhook"), nil
+	})
+	if applyErr != nil {
+		t.Fatalf("kubectl apply -f %s: %v\n%s", f.Name(), applyErr, out)
+	}
 }
