@@ -36,6 +36,7 @@ type extensionsFlags struct {
 	webhookService, webhookCertDir, ownerClusterRole string
 	gatewayBind, functionDomain                      string
 	gatewayPort, metricsPort                         int
+	gatewaySecurity                                  serverless.Security
 	unmatched                                        string
 	policy                                           imagepolicy.Options
 }
@@ -80,8 +81,9 @@ registered and fail closed until the extensions run again.`,
 	fs.StringVar(&f.ownerClusterRole, "owner-clusterrole", "", "ClusterRole that owns every cluster-level object the extensions create, so deleting it (uninstalling the Helm chart) removes them all")
 	fs.StringVar(&f.gatewayBind, "gateway-bind-address", "0.0.0.0", "address of the functions' HTTP gateway")
 	fs.IntVar(&f.gatewayPort, "gateway-port", 8088, "port of the functions' HTTP gateway")
+	addGatewaySecurityFlags(fs, &f.gatewaySecurity)
 	fs.StringVar(&f.functionDomain, "function-domain", "localhost", "functions answer at http://<function>.<namespace>.DOMAIN:<gateway-port>/")
-	fs.IntVar(&f.metricsPort, "metrics-port", 9464, "port on loopback serving Prometheus metrics at /metrics")
+	fs.IntVar(&f.metricsPort, "metrics-port", 9464, "port on loopback serving Prometheus metrics at https://127.0.0.1:PORT/metrics (bearer token with get on /metrics)")
 	fs.StringVar(&f.unmatched, "unmatched-images", string(f.policy.Unmatched), "images that no ClusterImagePolicy covers are: deny, warn or allow")
 	fs.DurationVar(&f.policy.Timeout, "image-verify-timeout", f.policy.Timeout, "deadline for the registry work of one admission request (below the webhook timeout of 10s)")
 	fs.DurationVar(&f.policy.CacheTTL, "image-cache-ttl", f.policy.CacheTTL, "how long a verified digest stays admitted without asking the registry")
@@ -97,6 +99,9 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 	}
 	f.policy.Unmatched = u
 	if err := imagepolicy.CheckTimeout(f.policy.Timeout); err != nil {
+		return cfg, err
+	}
+	if err := f.gatewaySecurity.Validate(); err != nil {
 		return cfg, err
 	}
 	for _, p := range []struct {
@@ -171,8 +176,12 @@ func (f *extensionsFlags) config(cmd *cobra.Command) (extensions.Config, error) 
 			Domain:       f.functionDomain,
 			URLPort:      f.gatewayPort,
 			WasmCacheDir: l.FunctionWasmCache(),
+			Security:     f.gatewaySecurity,
 		},
-		MetricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(f.metricsPort)),
+		// The webhooks' certificate serves metrics too; this cluster's
+		// client CA is unknown here, so scrapers present bearer tokens.
+		Metrics: extensions.MetricsListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(f.metricsPort)),
+			CertFile: filepath.Join(certDir, certName), KeyFile: filepath.Join(certDir, keyName)},
 		Say: func(format string, args ...any) {
 			fmt.Fprintf(out, "strata extensions: %s\n", fmt.Sprintf(format, args...))
 		},

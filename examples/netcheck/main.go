@@ -106,7 +106,7 @@ func get(c *http.Client, url string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
+		return "", fmt.Errorf("status %s: %.300s", resp.Status, b)
 	}
 	return string(b), nil
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/strata-dev/strata/pkg/fileutil"
 )
 
@@ -58,6 +61,35 @@ plugins:
       runtimeClasses: []
       namespaces:%[2]s
 `, level, ns.String())
+	if c.WebhookHost != "" {
+		kubeconfig, err := c.writeWebhookClientKubeconfig()
+		if err != nil {
+			return "", err
+		}
+		for _, plugin := range []string{"ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"} {
+			content += fmt.Sprintf(`- name: %s
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: %q
+`, plugin, kubeconfig)
+		}
+	}
 	file := c.Layout.AdmissionConfig()
 	return file, fileutil.WriteAtomic(file, []byte(content), 0o644)
+}
+
+// writeWebhookClientKubeconfig writes the credentials the API server
+// presents to webhooks, one user per webhook host (upstream's
+// WebhookAdmissionConfiguration): Strata's webhooks get its client
+// certificate, other webhooks nothing.
+func (c *Config) writeWebhookClientKubeconfig() (string, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[c.WebhookHost] = &clientcmdapi.AuthInfo{ClientCertificate: c.certs.webhookClient.CertFile, ClientKey: c.certs.webhookClient.KeyFile}
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", fmt.Errorf("webhook client kubeconfig: %w", err)
+	}
+	file := c.kubeconfigPath("apiserver-webhook-client")
+	return file, fileutil.WriteAtomic(file, data, 0o600)
 }

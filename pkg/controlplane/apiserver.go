@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -125,6 +126,7 @@ func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs
 		return fmt.Errorf("kube-apiserver config: %w", err)
 	}
 	cacheClientCerts(config)
+	c.guardDisk(config)
 	cc, err := config.Complete()
 	if err != nil {
 		return fmt.Errorf("kube-apiserver config: %w", err)
@@ -143,6 +145,22 @@ func RunAPIServer(ctx context.Context, c *Config, etcdEndpoint string, extraArgs
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	return nil
+}
+
+// guardDisk adds the data dir's free space to /readyz and refuses
+// writes while it is low. The aggregator's chain is the one every request
+// meets (the servers behind it are reached through their unprotected
+// handlers), and its RequestInfo says which requests would store.
+func (c *Config) guardDisk(config *apiserverapp.Config) {
+	if c.Disk == nil {
+		return
+	}
+	gc := &config.Aggregator.GenericConfig.Config
+	gc.AddReadyzChecks(c.Disk)
+	build := gc.BuildHandlerChainFunc
+	gc.BuildHandlerChainFunc = func(h http.Handler, cfg *genericapiserver.Config) http.Handler {
+		return build(c.Disk.APIWriteFilter(h), cfg)
+	}
 }
 
 // cacheClientCerts puts a certCache in front of the authenticator of

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
+	"github.com/strata-dev/strata/pkg/diskspace"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/layout"
 )
@@ -45,6 +46,13 @@ type Config struct {
 	// unreachable (the default toleration of those taints). 0 keeps
 	// upstream's defaults.
 	NodeMonitorGracePeriod, NodeGrace time.Duration
+	// WebhookHost is the host:port of Strata's admission webhooks: the API
+	// server presents its webhook client certificate there, and only
+	// there ("" presents none).
+	WebhookHost string
+	// Disk, when set, refuses writes while the data dir is low on space
+	// and reports it in /readyz.
+	Disk *diskspace.Guard
 
 	certs *certSet
 }
@@ -87,6 +95,13 @@ func (c *Config) KubeletServingCert() pki.Paths { return c.certs.kubeletServing 
 // RegistryServingCert is the OCI registry's TLS certificate for other
 // nodes' pulls, with the API server's names and addresses.
 func (c *Config) RegistryServingCert() pki.Paths { return c.certs.registry }
+
+// WebhookClientCommonName is the name in the certificate the API server
+// presents to Strata's webhooks, the only client they serve.
+const WebhookClientCommonName = "kube-apiserver-webhook-client"
+
+// MetricsServingCert is the TLS certificate of Strata's metrics listener.
+func (c *Config) MetricsServingCert() pki.Paths { return c.certs.metrics }
 
 // WebhookServingCert is the TLS certificate of Strata's admission
 // webhooks, signed by the cluster CA, which the API server trusts.
@@ -131,6 +146,8 @@ type certSet struct {
 	kubeletServing pki.Paths
 	webhook        pki.Paths
 	registry       pki.Paths
+	metrics        pki.Paths
+	webhookClient  pki.Paths
 	saKey          string
 }
 
@@ -169,8 +186,10 @@ func (c *Config) EnsurePKI() error {
 		{&s.registry, pki.Cert{Name: "registry-serving", CommonName: "strata-registry", DNSNames: apiNames, IPs: apiIPs, Server: true}},
 		{&s.kubeletClient, pki.Cert{Name: "apiserver-kubelet-client", CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
 		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
+		{&s.webhookClient, pki.Cert{Name: "apiserver-webhook-client", CommonName: WebhookClientCommonName, Client: true}},
 		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},
 		{&s.webhook, pki.Cert{Name: "webhook-serving", CommonName: "strata-webhook", DNSNames: []string{"localhost", "strata-webhook.strata-system.svc"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true}},
+		{&s.metrics, pki.Cert{Name: "metrics-serving", CommonName: "strata-metrics", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true}},
 		{&s.kubeletServing, pki.Cert{Name: "kubelet-serving", CommonName: "system:node:" + c.NodeName, DNSNames: []string{c.NodeName, "localhost"}, IPs: []net.IP{c.AdvertiseAddress, net.IPv4(127, 0, 0, 1)}, Server: true}},
 	}
 	for _, i := range issue {

@@ -3,6 +3,7 @@ package extensions
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -48,9 +49,15 @@ func (c *Config) runAdmission(ctx context.Context, ready func()) error {
 	w := c.Webhook
 	mgr, err := admission.NewManager(c.REST, webhook.Options{
 		Host: w.Host, Port: w.Port, CertDir: w.CertDir, CertName: w.CertName, KeyName: w.KeyName,
+		ClientCAName: w.ClientCAName,
 		// HTTP/1.1: a stopping HTTP/2 server waits a second for its
 		// client's answer to GOAWAY, and the API server talks either.
-		TLSOpts: []func(*tls.Config){func(t *tls.Config) { t.NextProtos = []string{"http/1.1"} }},
+		TLSOpts: []func(*tls.Config){func(t *tls.Config) {
+			t.NextProtos = []string{"http/1.1"}
+			if w.ClientCommonName != "" {
+				t.VerifyPeerCertificate = requireCommonName(w.ClientCommonName)
+			}
+		}},
 	}, c.ImagePolicy)
 	if err != nil {
 		return err
@@ -118,4 +125,18 @@ func (c *Config) ensureSystemPolicy(ctx context.Context, cl client.Client) error
 		policy.Spec.Images = append(policy.Spec.Images, securityv1.ImagePattern{Glob: g})
 	}
 	return apply.CreateOnce(ctx, cl, policy)
+}
+
+// requireCommonName accepts only a verified client certificate issued to
+// name: the CA signs other clients too (nodes, users).
+func requireCommonName(name string) func([][]byte, [][]*x509.Certificate) error {
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return fmt.Errorf("no verified client certificate: only the API server may call these webhooks")
+		}
+		if cn := chains[0][0].Subject.CommonName; cn != name {
+			return fmt.Errorf("client certificate %q is not the API server's (%q)", cn, name)
+		}
+		return nil
+	}
 }

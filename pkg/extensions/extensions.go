@@ -8,8 +8,11 @@ package extensions
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
 	"github.com/strata-dev/strata/pkg/apply"
 	"github.com/strata-dev/strata/pkg/crds"
+	"github.com/strata-dev/strata/pkg/httpauth"
 	"github.com/strata-dev/strata/pkg/serverless"
 	"github.com/strata-dev/strata/pkg/supervise"
 )
@@ -52,8 +56,8 @@ type Config struct {
 	SystemPolicy *SystemPolicy
 	// Gateway serves Functions.
 	Gateway serverless.Options
-	// MetricsAddr serves Strata's Prometheus metrics (host:port).
-	MetricsAddr string
+	// Metrics serves Strata's Prometheus metrics.
+	Metrics MetricsListener
 	// Say prints a progress line for the person who started the process.
 	Say func(format string, args ...any)
 	// Hint is added to component errors (where the logs are).
@@ -76,6 +80,22 @@ type Webhook struct {
 	KeyName  string
 	// ClientConfig is how the API server reaches the webhook at path.
 	ClientConfig func(path string) admissionregistrationv1.WebhookClientConfig
+	// ClientCAName, when set, is a CA file in CertDir that must have
+	// signed the caller's certificate, whose common name must be
+	// ClientCommonName: only the API server may call the webhooks.
+	ClientCAName, ClientCommonName string
+}
+
+// MetricsListener is the metrics listener: HTTPS, and every scrape authenticated
+// (a client certificate signed by ClientCAFile, or a bearer token through
+// TokenReview) and authorized (get on the path /metrics, as for the API
+// server's own metrics).
+type MetricsListener struct {
+	Addr              string
+	CertFile, KeyFile string
+	// ClientCAFile is "" where client certificates cannot be checked
+	// (another cluster's CA is unknown): tokens only.
+	ClientCAFile string
 }
 
 // SystemPolicy trusts Key, published as a Secret in SystemNamespace, for
@@ -128,10 +148,11 @@ func Components(c Config) []supervise.Component {
 			return srv.Run(ctx, ready)
 		})},
 		{Name: Metrics, Requires: []string{Gateway}, Hint: c.Hint, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
-			mux := http.NewServeMux()
-			mux.Handle("/metrics", gateway.MetricsHandler())
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-			return supervise.ServeHTTP(ctx, c.MetricsAddr, srv, ready)
+			srv, err := c.Metrics.server(c.REST, gateway.MetricsHandler())
+			if err != nil {
+				return err
+			}
+			return supervise.ServeHTTP(ctx, c.Metrics.Addr, srv, ready)
 		})},
 	}
 }
@@ -164,4 +185,29 @@ func (c *Config) say(format string, args ...any) {
 	if c.Say != nil {
 		c.Say(format, args...)
 	}
+}
+
+// server is the metrics HTTPS server.
+func (m MetricsListener) server(rc *rest.Config, metrics http.Handler) (*http.Server, error) {
+	auth, err := httpauth.New(rc, m.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: serving certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+	if m.ClientCAFile != "" {
+		pem, err := os.ReadFile(m.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: client CA: %w", err)
+		}
+		tc.ClientCAs = x509.NewCertPool()
+		tc.ClientCAs.AppendCertsFromPEM(pem)
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", auth.Handler(httpauth.NonResource, metrics))
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}, nil
 }

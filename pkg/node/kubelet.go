@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/types"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -112,6 +113,13 @@ func BootstrapClientCert(ctx context.Context, kubeconfig, bootstrapKubeconfig, c
 		return fmt.Errorf("node client certificate: %w", err)
 	}
 	return nil
+}
+
+// KubeletClientCert is the kubelet's current client certificate and key,
+// one PEM file that the kubelet replaces when it rotates them (upstream's
+// certificate store name).
+func KubeletClientCert(certDir string) string {
+	return filepath.Join(certDir, "kubelet-client-current.pem")
 }
 
 // RunKubelet runs the kubelet until ctx is done.

@@ -6,10 +6,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
+	"github.com/strata-dev/strata/pkg/httpauth"
 	"github.com/strata-dev/strata/pkg/supervise"
 )
 
@@ -28,13 +32,23 @@ import (
 type Server struct {
 	// Addr is host:port, normally on loopback.
 	Addr string
+	// OwnerOnly serves on Addr only processes of root and of this
+	// process's user; the kernel's socket table says who connected, which
+	// works for loopback connections from this host's network namespace.
+	OwnerOnly bool
 	// RootDir holds the blobs and manifests.
 	RootDir string
 	// LogOutput receives the registry's own access and error logs.
 	LogOutput io.Writer
-	// PullAddr, if set, also serves the registry over TLS (CertFile,
-	// KeyFile) for reads only: how other nodes pull. Pushes stay on Addr.
-	PullAddr, CertFile, KeyFile string
+	// TLSAddr, if set, also serves the registry over TLS (CertFile,
+	// KeyFile) to clients that present Kubernetes credentials (ClientCAFile
+	// signs client certificates; Auth checks them and RBAC): how other
+	// nodes pull, with their own certificates.
+	TLSAddr, CertFile, KeyFile, ClientCAFile string
+	Auth                                     *httpauth.Delegated
+	// Filter, when set, wraps the registry for both listeners (the disk
+	// space guard's refusal of pushes).
+	Filter func(http.Handler) http.Handler
 }
 
 // Run serves the registry on Addr until ctx ends; it calls ready once the
@@ -44,45 +58,59 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("OCI registry listening", "address", s.Addr, "root", s.RootDir, "pullAddress", s.PullAddr)
-	if s.PullAddr == "" {
-		if err := supervise.ServeHTTP(ctx, s.Addr, &http.Server{Handler: app, ReadHeaderTimeout: 30 * time.Second}, ready); err != nil {
+	if s.Filter != nil {
+		app = s.Filter(app)
+	}
+	klog.InfoS("OCI registry listening", "address", s.Addr, "root", s.RootDir, "tlsAddress", s.TLSAddr)
+	local := &http.Server{Handler: app, ReadHeaderTimeout: 30 * time.Second}
+	if s.OwnerOnly {
+		local.Handler, local.ConnContext = ownerOnly(app), loopbackPeer
+	}
+	if s.TLSAddr == "" {
+		if err := supervise.ServeHTTP(ctx, s.Addr, local, ready); err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	network, err := s.tlsServer(app)
 	if err != nil {
-		return fmt.Errorf("registry: pull listener certificate: %w", err)
+		return err
 	}
-	pull := &http.Server{Handler: readOnly(app), ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	g, gctx := errgroup.WithContext(ctx)
 	var both sync.WaitGroup
 	both.Add(2)
 	go func() { both.Wait(); ready() }()
-	g.Go(func() error {
-		return supervise.ServeHTTP(gctx, s.Addr, &http.Server{Handler: app, ReadHeaderTimeout: 30 * time.Second}, both.Done)
-	})
-	g.Go(func() error { return supervise.ServeHTTP(gctx, s.PullAddr, pull, both.Done) })
+	g.Go(func() error { return supervise.ServeHTTP(gctx, s.Addr, local, both.Done) })
+	g.Go(func() error { return supervise.ServeHTTP(gctx, s.TLSAddr, network, both.Done) })
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
 	return nil
 }
 
-// readOnly refuses every request that could change the registry: the
-// pull listener faces the network, pushes need loopback.
-func readOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			_, _ = io.WriteString(w, `{"errors":[{"code":"UNSUPPORTED","message":"this listener serves pulls only; push on the server's loopback address"}]}`)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+// tlsServer is the network listener: TLS, and Kubernetes credentials for
+// every request.
+func (s *Server) tlsServer(app http.Handler) (*http.Server, error) {
+	if s.Auth == nil {
+		return nil, errors.New("registry: the TLS listener needs an authenticator")
+	}
+	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("registry: TLS listener certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(s.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("registry: client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("registry: client CA %s has no certificate", s.ClientCAFile)
+	}
+	// Certificates are optional at the handshake (token users have none)
+	// but verified when given; the authenticator then maps them to a user.
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	return &http.Server{Handler: authenticated(s.Auth, app), ReadHeaderTimeout: 30 * time.Second, TLSConfig: tc}, nil
 }
 
 func (s *Server) app(ctx context.Context) (http.Handler, error) {

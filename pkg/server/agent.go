@@ -386,11 +386,11 @@ func (a *agent) tryJoin(ctx context.Context) error {
 }
 
 // writeRegistryHosts points the cluster registry's image names at the
-// server's TLS pull listener.
+// server's TLS registry listener, where the agent pulls as its node.
 func (a *agent) writeRegistryHosts(c *node.Containerd) error {
 	if a.cluster.RegistryPull == "" {
 		a.say("the server offers no registry pulls (start it with --node-ip): images named %s cannot be pulled here", a.cluster.RegistryName)
 		return nil
 	}
-	return registry.WriteContainerdHostsTLS(c.RegistryHostsDir, a.cluster.RegistryName, "https://"+a.cluster.RegistryPull, a.caFile())
+	return registry.WriteContainerdHostsTLS(c.RegistryHostsDir, a.cluster.RegistryName, "https://"+a.cluster.RegistryPull, a.caFile(), node.KubeletClientCert(a.layout.KubeletCertDir()))
 }

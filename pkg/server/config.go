@@ -5,6 +5,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"net"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/node"
+	"github.com/strata-dev/strata/pkg/serverless"
 )
 
 // Config is `strata server`'s configuration; flags map onto it one to one.
@@ -75,6 +77,12 @@ type Config struct {
 	GatewayPort int
 	// FunctionDomain is the functions' host name suffix.
 	FunctionDomain string
+	// MinFreeDisk is the free space of the data dir's file system below
+	// which the server refuses writes (a quantity, e.g. 256Mi; 0 turns
+	// the guard off).
+	MinFreeDisk string
+	// GatewaySecurity is the gateway's TLS and authentication.
+	GatewaySecurity serverless.Security
 	// MetricsPort serves Strata's Prometheus metrics on loopback.
 	MetricsPort int
 	// GPUBackend is auto, nvml or simulated (see pkg/dra).
@@ -97,6 +105,15 @@ type Config struct {
 
 	// Out receives progress lines for the person who started the server.
 	Out io.Writer
+}
+
+// MinFreeDiskBytes is --min-free-disk in bytes.
+func (c *Config) MinFreeDiskBytes() (int64, error) {
+	q, err := resource.ParseQuantity(c.MinFreeDisk)
+	if err != nil || q.Sign() < 0 {
+		return 0, fmt.Errorf("--min-free-disk %q is not a size: use e.g. 256Mi or 1Gi, or 0 to never refuse writes", c.MinFreeDisk)
+	}
+	return q.Value(), nil
 }
 
 // Defaults returns the configuration used when no flag is given.
@@ -128,6 +145,7 @@ func Defaults() Config {
 		MetricsPort:      9464,
 
 		FunctionDomain: "localhost",
+		MinFreeDisk:    "256Mi",
 		GPUBackend:     "auto",
 		GCPercent:      DefaultGCPercent,
 
@@ -202,6 +220,12 @@ func (c *Config) Validate() error {
 	}
 	if errs := validation.IsDNS1123Subdomain(c.FunctionDomain); len(errs) > 0 {
 		return fmt.Errorf("--function-domain %q: %s; use a DNS name such as localhost or fn.example.com", c.FunctionDomain, strings.Join(errs, "; "))
+	}
+	if _, err := c.MinFreeDiskBytes(); err != nil {
+		return err
+	}
+	if err := c.GatewaySecurity.Validate(); err != nil {
+		return err
 	}
 	switch c.GPUBackend {
 	case "auto", "nvml", "simulated":

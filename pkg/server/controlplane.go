@@ -18,6 +18,7 @@ import (
 	"github.com/strata-dev/strata/pkg/controllers/servingcsr"
 	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/fileutil"
+	"github.com/strata-dev/strata/pkg/httpauth"
 	"github.com/strata-dev/strata/pkg/jointoken"
 	"github.com/strata-dev/strata/pkg/registry"
 	"github.com/strata-dev/strata/pkg/scheduler"
@@ -34,18 +35,13 @@ const (
 	compScheduler       = "kube-scheduler"
 	compJoin            = "agent-join"
 	compServingApprover = "kubelet-serving-approver"
+	compDiskSpace       = "disk-space"
 )
 
 // controlPlane is etcd, the API server, the controller manager, the
 // scheduler, the OCI registry and the server's signing key.
 func (s *server) controlPlane() []supervise.Component {
 	seeLog := "see " + s.layout.StrataLog()
-	reg := &registry.Server{Addr: loopback(s.cfg.RegistryPort), RootDir: s.layout.RegistryDir(), LogOutput: klogWriter{}}
-	if s.cfg.NodeIP != "" {
-		// Agents pull the cluster's images from here, over TLS.
-		cert := s.cp.RegistryServingCert()
-		reg.PullAddr, reg.CertFile, reg.KeyFile = s.registryPullAddr(), cert.CertFile, cert.KeyFile
-	}
 	return []supervise.Component{
 		{Name: compEtcd, Hint: "see " + s.layout.EtcdLog(), Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			return controlplane.RunEtcd(ctx, s.cp, func() {
@@ -60,7 +56,7 @@ func (s *server) controlPlane() []supervise.Component {
 			s.key = key
 			return err
 		}),
-		{Name: compRegistry, Hint: seeLog, Runnable: supervise.RunFunc(reg.Run)},
+		{Name: compRegistry, Hint: seeLog, Runnable: supervise.RunFunc(s.runRegistry)},
 		{Name: compAPIServer, Requires: []string{compEtcd}, Hint: seeLog, Runnable: supervise.RunFunc(s.runAPIServer)},
 		{Name: compControllers, Requires: []string{compAPIServer}, Hint: seeLog, Runnable: supervise.RunFunc(func(ctx context.Context, ready func()) error {
 			// Ready once it built its controllers: the kubelet must
@@ -149,6 +145,28 @@ func restConfigFor(kubeconfig string) (*rest.Config, error) {
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
+// runRegistry serves the registry on loopback for this host's root, and,
+// with --node-ip, over TLS to anyone with Kubernetes credentials and RBAC
+// rights: agents pull there with their node certificates.
+func (s *server) runRegistry(ctx context.Context, ready func()) error {
+	reg := &registry.Server{Addr: loopback(s.cfg.RegistryPort), OwnerOnly: true, RootDir: s.layout.RegistryDir(), LogOutput: klogWriter{}}
+	if s.disk != nil {
+		reg.Filter = s.disk.RegistryWriteFilter
+	}
+	if s.cfg.NodeIP != "" {
+		rc, err := s.supervisorREST()
+		if err != nil {
+			return err
+		}
+		if reg.Auth, err = httpauth.New(rc, s.cp.CAFile()); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		cert := s.cp.RegistryServingCert()
+		reg.TLSAddr, reg.CertFile, reg.KeyFile, reg.ClientCAFile = s.registryPullAddr(), cert.CertFile, cert.KeyFile, s.cp.CAFile()
+	}
+	return reg.Run(ctx, ready)
+}
+
 // registryPullAddr is where agents pull the cluster's images.
 func (s *server) registryPullAddr() string {
 	return net.JoinHostPort(s.cfg.NodeIP, strconv.Itoa(s.cfg.RegistryPort))
@@ -174,7 +192,7 @@ func (s *server) applyJoin(ctx context.Context) error {
 	if s.cfg.NodeIP != "" {
 		ac.RegistryPull = s.registryPullAddr()
 	}
-	for _, obj := range append(jointoken.RBAC(), ac.ConfigMap()) {
+	for _, obj := range append(append(jointoken.RBAC(), registry.RBAC()...), ac.ConfigMap()) {
 		if err := apply.Apply(ctx, c, obj); err != nil {
 			return fmt.Errorf("agent join: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/strata-dev/strata/pkg/admission/imagepolicy"
+	"github.com/strata-dev/strata/pkg/controlplane"
 	"github.com/strata-dev/strata/pkg/extensions"
 	"github.com/strata-dev/strata/pkg/serverless"
 	"github.com/strata-dev/strata/pkg/supervise"
@@ -46,6 +47,7 @@ func (s *server) extensions() ([]supervise.Component, error) {
 		Webhook: extensions.Webhook{
 			Host: "127.0.0.1", Port: s.cfg.WebhookPort,
 			CertDir: filepath.Dir(cert.CertFile), CertName: filepath.Base(cert.CertFile), KeyName: filepath.Base(cert.KeyFile),
+			ClientCAName: filepath.Base(s.cp.CAFile()), ClientCommonName: controlplane.WebhookClientCommonName,
 			ClientConfig: func(path string) admissionregistrationv1.WebhookClientConfig {
 				url := fmt.Sprintf("https://%s%s", loopback(s.cfg.WebhookPort), path)
 				return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
@@ -62,12 +64,22 @@ func (s *server) extensions() ([]supervise.Component, error) {
 			Domain:       s.cfg.FunctionDomain,
 			URLPort:      s.cfg.GatewayPort,
 			WasmCacheDir: s.layout.FunctionWasmCache(),
+			Security:     s.gatewaySecurity(),
 		},
-		MetricsAddr: loopback(s.cfg.MetricsPort),
-		Say:         s.say,
-		Hint:        "see " + s.layout.StrataLog(),
+		Metrics: extensions.MetricsListener{Addr: loopback(s.cfg.MetricsPort),
+			CertFile: s.cp.MetricsServingCert().CertFile, KeyFile: s.cp.MetricsServingCert().KeyFile, ClientCAFile: s.cp.CAFile()},
+		Say:  s.say,
+		Hint: "see " + s.layout.StrataLog(),
 	})
 	return append(cs, supervise.Task(compAdminConfig, []string{extensions.Webhooks, extensions.ClusterObjects, extensions.Gateway}, s.publishAdminKubeconfig)), nil
+}
+
+// gatewaySecurity is the flags' gateway security; client certificates
+// are checked against the cluster CA.
+func (s *server) gatewaySecurity() serverless.Security {
+	sec := s.cfg.GatewaySecurity
+	sec.ClientCAFile = s.cp.CAFile()
+	return sec
 }
 
 func (s *server) publishAdminKubeconfig(context.Context) error {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/diskspace"
 	"github.com/strata-dev/strata/pkg/fileutil"
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/node"
@@ -99,6 +100,13 @@ func (s *server) preflight(ctx context.Context) error {
 
 		NodeMonitorGracePeriod: cfg.NodeMonitorGrace,
 		NodeGrace:              cfg.NodeGrace,
+	}
+	if !cfg.Vanilla {
+		s.cp.WebhookHost = loopback(cfg.WebhookPort)
+	}
+	if minFree, _ := cfg.MinFreeDiskBytes(); minFree > 0 { // checked by Validate
+		s.disk = &diskspace.Guard{Dir: cfg.DataDir, MinFree: minFree, Say: s.say}
+		s.cp.Disk = s.disk
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/strata-dev/strata/pkg/controlplane"
+	"github.com/strata-dev/strata/pkg/diskspace"
 	"github.com/strata-dev/strata/pkg/dra"
 	"github.com/strata-dev/strata/pkg/layout"
 	"github.com/strata-dev/strata/pkg/node"
@@ -67,6 +68,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if s.disk != nil {
+		g.Add(supervise.Component{Name: compDiskSpace, Hint: "see " + s.layout.StrataLog(), Runnable: supervise.RunFunc(s.disk.Start)})
+	}
 	g.Add(s.controlPlane()...)
 	g.Add(ext...)
 	if !cfg.DisableAgent {
@@ -99,6 +103,8 @@ type server struct {
 	// components that require them.
 	key        *systemKey
 	serverless *serverless.Server
+	// disk refuses writes while the data dir is low on space (nil: off).
+	disk *diskspace.Guard
 }
 
 // nodeHost is what the node parts of a server and of an agent share.

@@ -19,6 +19,7 @@ import (
 
 	servingv1 "github.com/strata-dev/strata/api/serving/v1alpha1"
 	"github.com/strata-dev/strata/pkg/controllers/function"
+	"github.com/strata-dev/strata/pkg/httpauth"
 )
 
 // Response headers that say how the gateway answered.
@@ -51,6 +52,9 @@ type Gateway struct {
 	// the Function was created can beat the sync loop, and should wait
 	// for it rather than get 404. Nil: unknown functions get 404 at once.
 	Exists func(context.Context, types.NamespacedName) (bool, error)
+	// Auth, when set, lets through only callers that RBAC allows to
+	// invoke the function.
+	Auth *httpauth.Delegated
 
 	metrics   *metrics
 	transport *http.Transport
@@ -297,6 +301,11 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.Error(rw, fmt.Sprintf("no function in this request: use http://<function>.<namespace>.%s/ or /fn/<namespace>/<function>/", g.Domain), http.StatusNotFound)
 		return
+	}
+	if g.Auth != nil {
+		if _, ok := g.Auth.Check(rw, r, invokeAttributes(key.Name, key.Namespace)); !ok {
+			return
+		}
 	}
 	st := g.get(key)
 	if st == nil {

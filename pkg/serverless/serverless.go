@@ -6,6 +6,7 @@ package serverless
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,6 +53,8 @@ type Options struct {
 	// MaxQueue bounds the requests one function holds while it has no
 	// replica.
 	MaxQueue int
+	// Security is the listener's TLS and who may call functions.
+	Security Security
 }
 
 // Server is the running serverless part.
@@ -62,6 +65,7 @@ type Server struct {
 	engine  *wasm.Engine
 	scaler  *scaler
 	addr    string
+	tls     *tls.Config
 }
 
 // Scheme knows the types the serverless manager reads and writes.
@@ -117,6 +121,13 @@ func New(rc *rest.Config, o Options) (*Server, error) {
 	}, notify)
 	gw := NewGateway(o.Domain, host)
 	gw.MaxQueue = o.MaxQueue
+	if gw.Auth, err = o.Security.authenticator(rc); err != nil {
+		return nil, fmt.Errorf("function gateway: %w", err)
+	}
+	tc, err := o.Security.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	gw.Changed = notify
 	api := mgr.GetAPIReader()
 	gw.Exists = func(ctx context.Context, key types.NamespacedName) (bool, error) {
@@ -130,7 +141,7 @@ func New(rc *rest.Config, o Options) (*Server, error) {
 	gw.Wake = sc.wake
 
 	rec := &function.Reconciler{
-		Client: mgr.GetClient(), Domain: o.Domain, GatewayPort: o.URLPort, Changed: changed,
+		Client: mgr.GetClient(), Domain: o.Domain, GatewayPort: o.URLPort, TLS: o.Security.TLS(), Changed: changed,
 		Problems: func(key types.NamespacedName) *function.Problem {
 			if p := host.Problem(key); p != nil {
 				return p
@@ -149,7 +160,7 @@ func New(rc *rest.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("function gateway sync: %w", err)
 	}
 
-	return &Server{Gateway: gw, Host: host, mgr: mgr, engine: engine, scaler: sc, addr: o.GatewayAddr}, nil
+	return &Server{Gateway: gw, Host: host, mgr: mgr, engine: engine, scaler: sc, addr: o.GatewayAddr, tls: tc}, nil
 }
 
 // Run serves the gateway and runs the controller and the autoscaler until
@@ -175,7 +186,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	}()
 	serving := make(chan struct{})
 	go func() {
-		err := supervise.ServeHTTP(ctx, s.addr, &http.Server{Handler: s.Gateway, ReadHeaderTimeout: 10 * time.Second}, func() { close(serving) })
+		err := supervise.ServeHTTP(ctx, s.addr, &http.Server{Handler: s.Gateway, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tls}, func() { close(serving) })
 		if err != nil {
 			err = fmt.Errorf("function gateway: %w", err)
 		}

@@ -109,6 +109,10 @@ func TestAgents(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("the registry's network listener serves Kubernetes users with RBAC rights only", func(t *testing.T) {
+		s.registryRefusals(t, tn.RootIP())
+	})
+
 	t.Run("a Deployment spreads over the nodes and pods reach a Service on other nodes by name", func(t *testing.T) {
 		s.mustKubectl(t, "apply", "-f", "../../examples/image-policy.yaml")
 		pushOwnImage(t, s, "hello", "localhost:5000/hello:v1", "--port", "8080", "--user", "65532")

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/strata-dev/strata/pkg/controlplane/pki"
 	"github.com/strata-dev/strata/pkg/layout"
 )
 
@@ -82,11 +86,14 @@ func TestExtensionsOnVanillaCluster(t *testing.T) {
 		s.helmChart(t, enforced)
 	})
 	t.Run("strata extensions runs from outside the cluster", func(t *testing.T) {
-		// The extensions, from outside the cluster, on ports of their own.
+		// The extensions, from outside the cluster, on ports of their own,
+		// with a gateway that serves HTTPS to Kubernetes users only.
 		state := t.TempDir()
+		gwCert, gwCAs := gatewayCert(t)
 		var out syncBuffer
 		ext := exec.Command(bin("strata"), "extensions", "--kubeconfig", filepath.Join(dir, "admin.kubeconfig"), "--state-dir", state,
-			"--webhook-port", "29443", "--gateway-port", "28088", "--metrics-port", "29464")
+			"--webhook-port", "29443", "--gateway-port", "28088", "--metrics-port", "29464",
+			"--gateway-auth", "kubernetes", "--gateway-tls-cert-file", gwCert.CertFile, "--gateway-tls-key-file", gwCert.KeyFile)
 		ext.Stdout, ext.Stderr = &out, &out
 		if err := ext.Start(); err != nil {
 			t.Fatal(err)
@@ -122,8 +129,24 @@ func TestExtensionsOnVanillaCluster(t *testing.T) {
 		strata(t, "image", "build", "--wasm", bin("wasm-http.wasm"), "--http-port", "8080", "--push", "-t", "localhost:5000/wasm-http:vanilla")
 		strata(t, "image", "sign", "--cluster-key", "--data-dir", dir, "localhost:5000/wasm-http:vanilla")
 		applyYAML(t, s, functionYAML("vanilla-fn", "localhost:5000/wasm-http:vanilla", "wasm", "hello from another cluster"))
-		waitAnswer(t, "127.0.0.1:28088", "vanilla-fn.default.localhost", "hello from another cluster")
+		s.gatewayRefusals(t, gwCAs, "vanilla-fn")
+		waitFor(t, time.Minute, "the Function's URL", func(ctx context.Context) (bool, error) {
+			url, _ := s.kubectl(t, "get", "function", "vanilla-fn", "-o", "jsonpath={.status.url}")
+			return url == "https://vanilla-fn.default.localhost:28088/", nil
+		})
 		s.kubectl(t, "delete", "function", "vanilla-fn", "--wait=false")
+
+		// Metrics need credentials here too.
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get("https://127.0.0.1:29464/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("anonymous GET /metrics of strata extensions: HTTP %d, want 401", resp.StatusCode)
+		}
 	})
 }
 
@@ -131,11 +154,17 @@ func TestExtensionsOnVanillaCluster(t *testing.T) {
 // at addr (host:port), for the Function's host name.
 func waitAnswer(t *testing.T, addr, host, want string) {
 	t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second}
+	waitAnswerFrom(t, &http.Client{Timeout: 30 * time.Second}, "http://"+addr, host, want)
+}
+
+// waitAnswerFrom is waitAnswer with a client of the caller's (TLS,
+// credentials) for the gateway at base (scheme://host:port).
+func waitAnswerFrom(t *testing.T, client *http.Client, base, host, want string) {
+	t.Helper()
 	var last string
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
 		req.Host = host
 		resp, err := client.Do(req)
 		if err != nil {
@@ -150,7 +179,7 @@ func waitAnswer(t *testing.T, addr, host, want string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("%s did not answer %q through the gateway at %s within 2m; last answer: %s", host, want, addr, last)
+	t.Fatalf("%s did not answer %q through the gateway at %s within 2m; last answer: %s", host, want, base, last)
 }
 
 // functionYAML is a Function at zero replicas.
@@ -210,4 +239,74 @@ func applyYAML(t *testing.T, s *server, manifest string) {
 	if applyErr != nil {
 		t.Fatalf("kubectl apply -f %s: %v\n%s", f.Name(), applyErr, out)
 	}
+}
+
+// gatewayCert is a serving certificate for the gateway at 127.0.0.1 and
+// *.default.localhost, from a CA of the test's, and that CA as a pool.
+func gatewayCert(t *testing.T) (pki.Paths, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(dir, "ca", "e2e-gateway-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(dir, pki.Cert{Name: "gateway", CommonName: "strata-gateway", DNSNames: []string{"*.default.localhost"},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return cert, pool
+}
+
+// gatewayRefusals checks a gateway started with --gateway-auth kubernetes
+// and TLS on 127.0.0.1:28088: plain HTTP, anonymous callers and a token
+// without the right are refused; once RBAC grants functions/invoke, the
+// same token gets the function's answer.
+func (s *server) gatewayRefusals(t *testing.T, cas *x509.CertPool, fn string) {
+	t.Helper()
+	const base = "https://127.0.0.1:28088"
+	host := fn + ".default.localhost"
+	s.mustKubectl(t, "create", "serviceaccount", "fn-caller", "-n", "default")
+	token := strings.TrimSpace(s.mustKubectl(t, "create", "token", "fn-caller", "-n", "default"))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cas}}
+	defer tr.CloseIdleConnections()
+	ask := func(scheme, bearerToken string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, scheme+"://127.0.0.1:28088/", nil)
+		req.Host = host
+		if bearerToken != "" {
+			req.Header.Set("Authorization", "Bearer "+bearerToken)
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatalf("GET %s://%s/: %v", scheme, host, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode, string(b)
+	}
+	if code, body := ask("http", ""); code != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the TLS gateway: %d %s, want 400", code, body)
+	}
+	if code, body := ask("https", ""); code != http.StatusUnauthorized {
+		t.Errorf("anonymous call: %d %s, want 401", code, body)
+	}
+	want := `"system:serviceaccount:default:fn-caller" cannot create functions/invoke.serving.strata.dev "` + fn + `" in namespace default`
+	if code, body := ask("https", token); code != http.StatusForbidden || !strings.Contains(body, want) {
+		t.Errorf("call without the right: %d %s, want 403 with %q", code, body, want)
+	}
+	applyYAML(t, s, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: invoke-functions, namespace: default}
+rules: [{apiGroups: [serving.strata.dev], resources: [functions/invoke], verbs: [create]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: fn-caller-invokes, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: invoke-functions}
+subjects: [{kind: ServiceAccount, name: fn-caller, namespace: default}]
+`)
+	// A denial is cached for 10 s; the grant shows within that.
+	waitAnswerFrom(t, &http.Client{Timeout: 30 * time.Second, Transport: &bearer{token: token, rt: tr}}, base, host, "hello from another cluster")
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -161,7 +163,7 @@ func TestFunctions(t *testing.T) {
 		}
 	})
 
-	metrics := httpGetBody(t, "http://127.0.0.1:9464/metrics")
+	metrics := s.metricsPage(t)
 	for _, want := range []string{"strata_function_requests_total", "strata_function_request_duration_seconds_bucket",
 		"strata_function_cold_starts_total", "strata_function_cold_start_duration_seconds", "strata_function_queue_depth",
 		"strata_function_ready_replicas"} {
@@ -183,14 +185,14 @@ func (s *server) checkScaleToZeroAndBack(t *testing.T, name, want string) {
 	waitFor(t, 60*time.Second, name+" to scale to zero pods", func(ctx context.Context) (bool, error) {
 		return s.functionPods(ctx, name) == 0 && s.readyReplicas(ctx, name) == 0, nil
 	})
-	before := coldStarts(t, name)
+	before := coldStarts(t, s, name)
 	start := time.Now()
 	code, body, hdr, err := get(host, "/")
 	took := time.Since(start)
 	if err != nil || code != 200 || !strings.Contains(body, want) || hdr.Get("X-Strata-Cold-Start") != "true" {
 		t.Fatalf("request at zero: %d %q %v headers %v", code, body, err, hdr)
 	}
-	if after := coldStarts(t, name); after != before+1 {
+	if after := coldStarts(t, s, name); after != before+1 {
 		t.Fatalf("cold starts %v -> %v, want one more", before, after)
 	}
 	t.Logf("%s: cold start answered in %s by %s", name, took, hdr.Get("X-Strata-Backend"))
@@ -243,22 +245,40 @@ func get(host, path string) (int, string, http.Header, error) {
 	return resp.StatusCode, string(b), resp.Header, err
 }
 
-func httpGetBody(t *testing.T, url string) string {
+// metricsPage is Strata's metrics page, fetched as the admin (the
+// listener serves nobody else by default).
+func (s *server) metricsPage(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	pkiDir := filepath.Join(s.dataDir, "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get("https://127.0.0.1:9464/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics as admin: %s\n%s", resp.Status, b)
+	}
 	return string(b)
 }
 
 var coldStartLine = regexp.MustCompile(`(?m)^strata_function_cold_starts_total\{function="([^"]+)",namespace="default"\} (\S+)$`)
 
-func coldStarts(t *testing.T, name string) float64 {
+func coldStarts(t *testing.T, s *server, name string) float64 {
 	t.Helper()
-	for _, m := range coldStartLine.FindAllStringSubmatch(httpGetBody(t, "http://127.0.0.1:9464/metrics"), -1) {
+	for _, m := range coldStartLine.FindAllStringSubmatch(s.metricsPage(t), -1) {
 		if m[1] == name {
 			v, _ := strconv.ParseFloat(m[2], 64)
 			return v

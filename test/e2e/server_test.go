@@ -312,13 +312,19 @@ func certVerifications(t *testing.T, s *server) int {
 // clientCert issues a client certificate for cn (group system:masters).
 func clientCert(t *testing.T, ca *pki.CA, cn string, notBefore, notAfter time.Time) tls.Certificate {
 	t.Helper()
+	return clientCertIn(t, ca, cn, []string{"system:masters"}, notBefore, notAfter)
+}
+
+// clientCertIn issues a client certificate for cn in groups.
+func clientCertIn(t *testing.T, ca *pki.CA, cn string, groups []string, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	key, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(notAfter.UnixNano()),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"system:masters"}},
+		Subject:      pkix.Name{CommonName: cn, Organization: groups},
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -181,10 +181,14 @@ func mutateService(s *corev1.Service, fn *servingv1.Function) {
 }
 
 // URL is where the gateway serves fn.
-func URL(fn *servingv1.Function, domain string, port int) string {
+func URL(fn *servingv1.Function, domain string, port int, tls bool) string {
 	host := fmt.Sprintf("%s.%s.%s", fn.Name, fn.Namespace, domain)
-	if port != 80 {
+	scheme, defaultPort := "http", 80
+	if tls {
+		scheme, defaultPort = "https", 443
+	}
+	if port != defaultPort {
 		host += ":" + strconv.Itoa(port)
 	}
-	return "http://" + host + "/"
+	return scheme + "://" + host + "/"
 }

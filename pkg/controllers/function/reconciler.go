@@ -39,6 +39,8 @@ type Reconciler struct {
 	// Domain and GatewayPort make the URL in status.
 	Domain      string
 	GatewayPort int
+	// TLS says the gateway serves HTTPS.
+	TLS bool
 	// Problems reports serving-side problems of a function; nil if none.
 	Problems func(types.NamespacedName) *Problem
 	// Changed delivers functions whose Problems changed.
@@ -78,7 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	status := fn.Status.DeepCopy()
 	status.ObservedGeneration = fn.Generation
-	status.URL = URL(&fn, r.Domain, r.GatewayPort)
+	status.URL = URL(&fn, r.Domain, r.GatewayPort, r.TLS)
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: fn.Namespace, Name: fn.Name}}
 	_, svcErr := controllerutil.CreateOrUpdate(ctx, r.Client, svc, func() error {
