@@ -8,11 +8,8 @@ package extensions
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -193,19 +190,9 @@ func (m MetricsListener) server(rc *rest.Config, metrics http.Handler) (*http.Se
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
+	tc, err := httpauth.ServerTLS(m.CertFile, m.KeyFile, m.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: serving certificate: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
-	if m.ClientCAFile != "" {
-		pem, err := os.ReadFile(m.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: client CA: %w", err)
-		}
-		tc.ClientCAs = x509.NewCertPool()
-		tc.ClientCAs.AppendCertsFromPEM(pem)
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", auth.Handler(httpauth.NonResource, metrics))

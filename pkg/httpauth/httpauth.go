@@ -8,9 +8,12 @@
 package httpauth
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -183,4 +186,29 @@ func basicToBearer(r *http.Request) {
 	if _, password, ok := strings.Cut(string(raw), ":"); ok && password != "" {
 		r.Header.Set("Authorization", "Bearer "+password)
 	}
+}
+
+// ServerTLS is a listener's TLS configuration: its serving certificate
+// and, with clientCAFile, client certificates verified against that CA.
+// They stay optional at the handshake (token users have none); the
+// authenticator maps a verified one to its user.
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(clientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("client CA: %w", err)
+	}
+	tc.ClientCAs = x509.NewCertPool()
+	if !tc.ClientCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("client CA %s has no certificate", clientCAFile)
+	}
+	tc.ClientAuth = tls.VerifyClientCertIfGiven
+	return tc, nil
 }

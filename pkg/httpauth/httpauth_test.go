@@ -1,12 +1,19 @@
 package httpauth
 
 import (
+	"crypto/tls"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/strata-dev/strata/pkg/controlplane/pki"
 )
 
 func TestBasicToBearer(t *testing.T) {
@@ -53,5 +60,50 @@ func TestVerb(t *testing.T) {
 		if got := Verb(method); got != want {
 			t.Errorf("%s: %q, want %q", method, got, want)
 		}
+	}
+}
+
+func TestServerTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(dir, "ca", "test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(dir, pki.Cert{Name: "srv", CommonName: "srv", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		clientCA string
+		want     tls.ClientAuthType
+		err      string
+	}{
+		{"tokens only", "", tls.NoClientCert, ""},
+		{"client certificates of the CA", filepath.Join(dir, "ca.crt"), tls.VerifyClientCertIfGiven, ""},
+		{"missing CA file", filepath.Join(dir, "nope.crt"), 0, "client CA: open"},
+		{"CA file without a certificate", empty, 0, "has no certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc, err := ServerTLS(cert.CertFile, cert.KeyFile, tt.clientCA)
+			switch {
+			case tt.err != "":
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case tc.ClientAuth != tt.want || len(tc.Certificates) != 1 || tc.MinVersion != tls.VersionTLS12:
+				t.Fatalf("client auth %v, %d certificates, min version %x", tc.ClientAuth, len(tc.Certificates), tc.MinVersion)
+			}
+		})
+	}
+	if _, err := ServerTLS(filepath.Join(dir, "nope.crt"), cert.KeyFile, ""); err == nil || !strings.Contains(err.Error(), "serving certificate") {
+		t.Errorf("missing serving certificate: %v", err)
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/strata-dev/strata/pkg/httpauth"
 )
 
 // Who may use the registry is RBAC on a resource that exists only for
@@ -52,10 +50,10 @@ func RBAC() []client.Object {
 	}
 }
 
-// Attributes maps a distribution API request to what it asks of RBAC:
+// attributes maps a distribution API request to what it asks of RBAC:
 // /v2/ needs only an authenticated user; /v2/_catalog lists; everything
 // under /v2/<repository>/ reads, writes or deletes that repository.
-func Attributes(r *http.Request, u user.Info) (authorizer.Attributes, bool) {
+func attributes(r *http.Request, u user.Info) (authorizer.Attributes, bool) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v2/")
 	if !ok || rest == "" {
 		return nil, false
@@ -88,14 +86,6 @@ func repository(rest string) string {
 		}
 	}
 	return rest
-}
-
-// authenticated is the network listener's handler: nobody gets through
-// without credentials the API server accepts and RBAC rights for the
-// repository.
-func authenticated(auth *httpauth.Delegated, h http.Handler) http.Handler {
-	auth.Realm = "strata registry"
-	return auth.Handler(Attributes, h)
 }
 
 // peerUIDKey carries the uid owning a loopback connection's client socket.

@@ -33,7 +33,7 @@ func TestAttributes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			a, ok := Attributes(httptest.NewRequest(tt.method, tt.path, nil), &user.DefaultInfo{Name: "u"})
+			a, ok := attributes(httptest.NewRequest(tt.method, tt.path, nil), &user.DefaultInfo{Name: "u"})
 			got := ""
 			if ok {
 				if a.GetAPIGroup() != Group || a.GetResource() != Resource || !a.IsResourceRequest() {

@@ -5,14 +5,11 @@ package registry
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -94,23 +91,12 @@ func (s *Server) tlsServer(app http.Handler) (*http.Server, error) {
 	if s.Auth == nil {
 		return nil, errors.New("registry: the TLS listener needs an authenticator")
 	}
-	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	tc, err := httpauth.ServerTLS(s.CertFile, s.KeyFile, s.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("registry: TLS listener certificate: %w", err)
+		return nil, fmt.Errorf("registry: TLS listener: %w", err)
 	}
-	caPEM, err := os.ReadFile(s.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("registry: client CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("registry: client CA %s has no certificate", s.ClientCAFile)
-	}
-	// Certificates are optional at the handshake (token users have none)
-	// but verified when given; the authenticator then maps them to a user.
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
-	return &http.Server{Handler: authenticated(s.Auth, app), ReadHeaderTimeout: 30 * time.Second, TLSConfig: tc}, nil
+	s.Auth.Realm = "strata registry"
+	return &http.Server{Handler: s.Auth.Handler(attributes, app), ReadHeaderTimeout: 30 * time.Second, TLSConfig: tc}, nil
 }
 
 func (s *Server) app(ctx context.Context) (http.Handler, error) {

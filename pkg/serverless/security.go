@@ -2,11 +2,9 @@ package serverless
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -67,19 +65,13 @@ func (s Security) tlsConfig() (*tls.Config, error) {
 	if !s.TLS() {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("function gateway certificate: %w", err)
+	clientCA := ""
+	if s.Auth == AuthKubernetes {
+		clientCA = s.ClientCAFile
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if s.Auth == AuthKubernetes && s.ClientCAFile != "" {
-		pem, err := os.ReadFile(s.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("function gateway client CA: %w", err)
-		}
-		tc.ClientCAs = x509.NewCertPool()
-		tc.ClientCAs.AppendCertsFromPEM(pem)
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	tc, err := httpauth.ServerTLS(s.TLSCertFile, s.TLSKeyFile, clientCA)
+	if err != nil {
+		return nil, fmt.Errorf("function gateway: %w", err)
 	}
 	return tc, nil
 }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -249,18 +247,7 @@ func get(host, path string) (int, string, http.Header, error) {
 // listener serves nobody else by default).
 func (s *server) metricsPage(t *testing.T) string {
 	t.Helper()
-	pkiDir := filepath.Join(s.dataDir, "pki")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}
+	tr := &http.Transport{TLSClientConfig: s.clientTLS(t, "admin")}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get("https://127.0.0.1:9464/metrics")
 	if err != nil {

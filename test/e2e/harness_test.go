@@ -8,6 +8,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"github.com/strata-dev/strata/pkg/layout"
 	"os"
@@ -377,4 +379,25 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx con
 	if err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, cond); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
+}
+
+// clientTLS trusts the server's cluster CA and, unless cert is "",
+// presents the client certificate DATA/pki/<cert>.crt (e.g. "admin").
+func (s *server) clientTLS(t *testing.T, cert string) *tls.Config {
+	t.Helper()
+	pkiDir := filepath.Join(s.dataDir, "pki")
+	caPEM, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{RootCAs: x509.NewCertPool()}
+	tc.RootCAs.AppendCertsFromPEM(caPEM)
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, cert+".crt"), filepath.Join(pkiDir, cert+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -59,12 +58,8 @@ func TestListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	admin, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := s.clientTLS(t, "").RootCAs
+	admin := s.clientTLS(t, "admin").Certificates[0]
 	now := time.Now()
 	// A certificate of the cluster CA for a user with no rights, and a
 	// service account token with none either.
@@ -331,13 +326,7 @@ func childPIDs(pid int) []int {
 // TestAgents runs on.)
 func (s *server) registryRefusals(t *testing.T, nodeIP string) {
 	t.Helper()
-	caPEM, err := os.ReadFile(filepath.Join(s.dataDir, "pki", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	tr := &http.Transport{TLSClientConfig: s.clientTLS(t, "")}
 	defer tr.CloseIdleConnections()
 	base := "https://" + net.JoinHostPort(nodeIP, "5000")
 	s.mustKubectl(t, "create", "serviceaccount", "registry-user", "-n", "default")
