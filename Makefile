@@ -24,7 +24,7 @@ LDFLAGS := $(LAZY) -s -w -X github.com/strata-dev/strata/pkg/version.Version=$(S
 # Images run without a base layer, so their programs are static.
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 
-.PHONY: all deps build helmtool run stop demo test test-unit test-fuzz fuzz test-e2e vet bench-startup bench-agent bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
+.PHONY: all deps build helmtool cosigntool run stop demo test test-unit test-fuzz fuzz test-e2e vet bench-startup bench-agent bench-admission bench-wasm bench-serverless bench-gputrace bench-gputrace-server generate clean
 
 all: build
 
@@ -68,7 +68,7 @@ test-unit:
 
 # test/wasm drives the wasm shim through a private containerd's CRI (no
 # server); -p 1 keeps it from competing with the server suite for the CPU.
-test-e2e: build helmtool
+test-e2e: build helmtool cosigntool
 	STRATA_BIN=$(BIN) $(GO) test -p 1 ./test/e2e/ ./test/wasm/ -count=1 -v -timeout 60m
 
 # Installs charts through Helm's Go SDK for the e2e tests; its own module,
@@ -76,6 +76,12 @@ test-e2e: build helmtool
 helmtool:
 	@mkdir -p $(BIN)
 	cd test/helmtool && $(GO) build -o $(BIN)/helmtool .
+
+# The cosign CLI, built from its Go module (own module, like helmtool), so
+# the e2e tests check Strata's signatures with the real tool and back.
+cosigntool:
+	@mkdir -p $(BIN)
+	cd test/cosigntool && $(GO) build -o $(BIN)/cosign github.com/sigstore/cosign/v3/cmd/cosign
 
 # Every go fuzz target briefly (their seed corpora also run in test-unit);
 # make fuzz runs each for 10 minutes.

@@ -21,4 +21,4 @@ fi
 command -v go >/dev/null 2>&1 || { echo "deps: Go is missing: install Go 1.26 (https://go.dev/dl) and re-run" >&2; exit 1; }
 echo "deps: downloading Go modules"
 go mod download
-for m in third_party/containerd test/helmtool; do (cd "$(dirname "$0")/../$m" && go mod download); done
+for m in third_party/containerd test/helmtool test/cosigntool; do (cd "$(dirname "$0")/../$m" && go mod download); done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -156,7 +157,11 @@ func (c *Config) guardDisk(config *apiserverapp.Config) {
 		return
 	}
 	gc := &config.Aggregator.GenericConfig.Config
-	gc.AddReadyzChecks(c.Disk)
+	// The aggregator's config is a copy of kube-apiserver's, its
+	// ReadyzChecks a slice sharing their backing array: an append in place
+	// would be overwritten by the next check kube-apiserver adds (its
+	// informer-sync), so the check goes on a slice of its own.
+	gc.ReadyzChecks = append(slices.Clip(gc.ReadyzChecks), c.Disk)
 	build := gc.BuildHandlerChainFunc
 	gc.BuildHandlerChainFunc = func(h http.Handler, cfg *genericapiserver.Config) http.Handler {
 		return build(c.Disk.APIWriteFilter(h), cfg)

@@ -90,7 +90,7 @@ func TestAPIWriteFilter(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.want, w.Body)
 			}
 			var st metav1.Status
-			if tt.want == 507 && (json.Unmarshal(w.Body.Bytes(), &st) != nil || st.Reason != "InsufficientStorage" || st.Code != 507) {
+			if tt.want == 507 && (json.Unmarshal(w.Body.Bytes(), &st) != nil || st.Reason != "InsufficientStorage" || st.Code != 507 || st.Kind != "Status" || st.APIVersion != "v1") {
 				t.Errorf("refusal is not a Status with reason InsufficientStorage: %s", w.Body)
 			}
 		})

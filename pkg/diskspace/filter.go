@@ -32,7 +32,10 @@ func (g *Guard) APIWriteFilter(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		status := &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInsufficientStorage,
+		// With its kind and version, so clients (client-go, kubectl) decode
+		// it and show the message rather than "unknown".
+		status := &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+			Status: metav1.StatusFailure, Code: http.StatusInsufficientStorage,
 			Reason: metav1.StatusReason("InsufficientStorage"), Message: err.Error()}
 		responsewriters.WriteRawJSON(http.StatusInsufficientStorage, status, w)
 	})

@@ -46,6 +46,11 @@ func TestAgents(t *testing.T) {
 	h2Args := []string{"--server", serverURL, "--token", token, "--labels", "strata.dev/e2e=agent", "--vxlan", "always"}
 	t.Cleanup(func() {
 		for _, h := range []*host{h1, h2} {
+			if t.Failed() {
+				// CI keeps only the log: the agent's own account of a
+				// failed rollout (image pulls, registration) is in here.
+				t.Logf("agent %s, last lines:\n%s", h.name, lastLines(h.out.String(), 60))
+			}
 			h.stop(t)
 			if leaks := h.leftovers(); len(leaks) > 0 {
 				t.Errorf("agent %s left behind:\n%s", h.name, strings.Join(leaks, "\n"))

@@ -66,17 +66,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinaries builds exactly what `make build` builds, with the same
-// flags, into dir.
+// buildBinaries builds exactly what `make test-e2e` builds (the binaries,
+// and the helm and cosign tools), with the same flags, into dir.
 func buildBinaries(dir string) error {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("make", "build", "BIN="+dir)
+	cmd := exec.Command("make", "build", "helmtool", "cosigntool", "BIN="+dir)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("make build: %v\n%s", err, out)
+		return fmt.Errorf("make build helmtool cosigntool: %v\n%s", err, out)
 	}
 	return nil
 }
@@ -236,9 +236,28 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := s.kubectl(t, args...)
 	if err != nil {
+		s.logState(t)
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// logState logs where every pod is and the latest events, so a failed wait
+// in CI (where only the log survives) says why the pods did not get there.
+func (s *server) logState(t *testing.T) {
+	t.Helper()
+	pods, _ := s.kubectl(t, "get", "pods", "-A", "-o", "wide")
+	events, _ := s.kubectl(t, "get", "events", "-A", "--sort-by=.lastTimestamp")
+	t.Logf("cluster state at failure:\n%s\nlatest events:\n%s", pods, lastLines(events, 40))
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // ownServer starts a server of the test's own on a fresh data dir, in
@@ -248,14 +267,21 @@ func (s *server) mustKubectl(t *testing.T, args ...string) string {
 // server is still up.
 func ownServer(t *testing.T, prefix string, args, env []string) *server {
 	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ownServerIn(t, dir, args, env)
+}
+
+// ownServerIn is ownServer on a data dir the test made (e.g. a small
+// file system).
+func ownServerIn(t *testing.T, dir string, args, env []string) *server {
+	t.Helper()
 	if shared != nil {
 		if err := shared.stop(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	dir, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		t.Fatal(err)
 	}
 	s := &server{dataDir: dir, args: args, env: env}
 	if err := s.start(); err != nil {

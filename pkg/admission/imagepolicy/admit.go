@@ -83,6 +83,7 @@ func (a *Admitter) mutate(ctx context.Context, req admission.Request) admission.
 		}
 		d, err := a.Verifier.Resolve(ctx, ref)
 		if err != nil {
+			err = a.deadline(ctx, err)
 			if p := firstEnforcing(matched); p != nil {
 				denials = append(denials, fmt.Sprintf("%s: cannot resolve %s to a digest: %v; ClusterImagePolicy %q fails closed, so the image is denied until this works",
 					img.Field, img.Image, err, p.Name))
@@ -146,6 +147,7 @@ func (a *Admitter) check(ctx context.Context, img containerImage, policies []*Po
 		if err == nil {
 			continue
 		}
+		err = a.deadline(ctx, err)
 		if p.Mode == securityv1.ModeWarn {
 			warnings = append(warnings, fmt.Sprintf("image %s fails ClusterImagePolicy %q (warn mode, admitted): %s", img.Image, p.Name, shortReason(err)))
 			continue
@@ -153,6 +155,16 @@ func (a *Admitter) check(ctx context.Context, img containerImage, policies []*Po
 		denials = append(denials, fmt.Sprintf("%s: image %s is denied by ClusterImagePolicy %q: %v; %s", img.Field, img.Image, p.Name, err, hint(err, p, img.Image)))
 	}
 	return denials, warnings
+}
+
+// deadline names --image-verify-timeout in err when that deadline is what
+// ended the registry work, so a registry that hangs reads differently from
+// one that refuses.
+func (a *Admitter) deadline(ctx context.Context, err error) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("no answer within --image-verify-timeout %s: %w", a.Timeout, err)
 }
 
 // prepare decodes the request and loads the policies. It returns a

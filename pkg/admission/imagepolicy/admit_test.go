@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,6 +262,49 @@ func TestMutateFailsClosedWhenRegistryDown(t *testing.T) {
 		resp := a.Mutator().Handle(context.Background(), podRequest(t, admissionv1.Create, "Pod", pod(down+"/app:v1"), nil))
 		if resp.Allowed != tt.allowed {
 			t.Errorf("mode %s: allowed=%v, want %v (%v)", tt.mode, resp.Allowed, tt.allowed, resp.Result)
+		}
+	}
+}
+
+// A registry that accepts connections and never answers: both handlers
+// deny at the Admitter's deadline and say it was the deadline.
+func TestHangingRegistryDeniedAtDeadline(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		var held []net.Conn // never read, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	hang := l.Addr().String()
+	_, pem := newKey(t)
+	p := policy(t, "hang", securityv1.ModeEnforce, []string{hang + "/**"}, pem)
+	a := &Admitter{Policies: staticPolicies{p}, Verifier: NewVerifier(10, time.Minute), Unmatched: UnmatchedDeny, Timeout: 300 * time.Millisecond}
+	for name, h := range map[string]admission.Handler{"mutate": a.Mutator(), "validate": a.Validator()} {
+		start := time.Now()
+		resp := h.Handle(context.Background(), podRequest(t, admissionv1.Create, "Pod", pod(hang+"/app:v1"), nil))
+		took := time.Since(start)
+		if resp.Allowed {
+			t.Fatalf("%s: admitted while the registry hangs", name)
+		}
+		if msg := resp.Result.Message; !strings.Contains(msg, "no answer within --image-verify-timeout 300ms") || !strings.Contains(msg, `ClusterImagePolicy "hang"`) {
+			t.Errorf("%s: denial does not name the deadline and policy: %s", name, msg)
+		}
+		if took > 2*time.Second {
+			t.Errorf("%s: took %s with a 300ms deadline", name, took)
 		}
 	}
 }
