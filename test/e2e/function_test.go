@@ -112,6 +112,14 @@ func TestFunctions(t *testing.T) {
 	})
 
 	t.Run("bad functions fail clearly and quickly", func(t *testing.T) {
+		// A duration Go cannot parse is refused by the API server with the
+		// field; admitted, it would stop the controller decoding every
+		// Function (found by FuzzFunctionAdmission).
+		bad := "apiVersion: serving.strata.dev/v1alpha1\nkind: Function\nmetadata: {name: bad-timeout, namespace: default}\nspec: {image: localhost:5000/hello:v1, timeout: soon}\n"
+		if out, err := s.kubectlStdin(t, bad, "apply", "-f", "-"); err == nil || !strings.Contains(out, "spec.timeout") || !strings.Contains(out, "must be a duration such as 30s") {
+			t.Fatalf("Function with timeout \"soon\": %v\n%s", err, out)
+		}
+
 		s.function(t, "deploy", "missing-fn", "--image", "localhost:5000/does-not-exist:v1", "--wait", "0")
 		t.Cleanup(func() { s.function(t, "delete", "missing-fn") })
 		s.waitReadyFalse(t, "missing-fn", "Rejected")

@@ -53,7 +53,8 @@ type FunctionSpec struct {
 	// +optional
 	MinScale *int32 `json:"minScale,omitempty"`
 
-	// MaxScale bounds the replicas.
+	// MaxScale bounds the replicas (default 10, or minScale when that is
+	// higher).
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
@@ -68,16 +69,25 @@ type FunctionSpec struct {
 
 	// ScaleToZeroGracePeriod is how long a function without requests keeps
 	// its last replica.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^(0|([0-9]{1,6}([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$')`,message="must be a duration such as 30s, 5m or 1h30m (digits and a unit, no sign)"
 	// +optional
 	ScaleToZeroGracePeriod *metav1.Duration `json:"scaleToZeroGracePeriod,omitempty"`
 
 	// StableWindow is the autoscaler's averaging window (Knative's 60 s);
 	// the panic window is a tenth of it.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^(0|([0-9]{1,6}([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$')`,message="must be a duration such as 30s, 5m or 1h30m (digits and a unit, no sign)"
 	// +optional
 	StableWindow *metav1.Duration `json:"stableWindow,omitempty"`
 
 	// Timeout bounds each request, including the time it waits for a
 	// replica.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^(0|([0-9]{1,6}([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$')`,message="must be a duration such as 30s, 5m or 1h30m (digits and a unit, no sign)"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -175,10 +185,12 @@ func (s *FunctionSpec) MinReplicas() int32 {
 	return *s.MinScale
 }
 
-// MaxReplicas is spec.maxScale or DefaultMaxScale.
+// MaxReplicas is spec.maxScale or, unset, DefaultMaxScale raised to
+// minScale: a minScale above the default alone must not be capped below
+// itself.
 func (s *FunctionSpec) MaxReplicas() int32 {
 	if s.MaxScale == nil {
-		return DefaultMaxScale
+		return max(DefaultMaxScale, s.MinReplicas())
 	}
 	return *s.MaxScale
 }
