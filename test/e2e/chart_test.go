@@ -133,10 +133,13 @@ func (s *server) helmChart(t *testing.T, enforced func(t *testing.T, policyName,
 		return apierrors.IsNotFound(err), nil
 	})
 	helm("uninstall")
+	var logged string
 	waitFor(t, 2*time.Minute, "nothing of the chart left", func(ctx context.Context) (bool, error) {
 		left := s.chartLeftovers(t, ctx, ns)
-		if len(left) > 0 {
-			t.Logf("still there: %v", left)
+		// Logged when it changes, so a timeout shows what stayed.
+		if now := fmt.Sprint(left); len(left) > 0 && now != logged {
+			t.Logf("still there: %s", now)
+			logged = now
 		}
 		return len(left) == 0, nil
 	})
