@@ -28,7 +28,7 @@ func (c *Config) apiserverArgs(etcdEndpoint, admissionConfig, auditPolicy, authn
 	args := []string{
 		"--admission-control-config-file=" + admissionConfig,
 		"--etcd-servers=https://" + etcdEndpoint,
-		"--etcd-cafile=" + s.ca.CertFile,
+		"--etcd-cafile=" + s.etcdCA.CertFile,
 		"--etcd-certfile=" + s.etcdClient.CertFile,
 		"--etcd-keyfile=" + s.etcdClient.KeyFile,
 		"--bind-address=" + c.BindAddress.String(),

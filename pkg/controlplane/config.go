@@ -138,7 +138,12 @@ func nthIP(cidr string, n int) (net.IP, error) {
 }
 
 type certSet struct {
-	ca             *pki.CA
+	ca *pki.CA
+	// etcdCA signs only etcd's serving certificate and the API server's
+	// client certificate for it: etcd trusts no other client, so a
+	// certificate of the cluster CA (a node's, a user's, even an
+	// administrator's) does not open the raw datastore.
+	etcdCA         *pki.CA
 	apiserver      pki.Paths
 	kubeletClient  pki.Paths
 	etcdServer     pki.Paths
@@ -149,6 +154,24 @@ type certSet struct {
 	metrics        pki.Paths
 	webhookClient  pki.Paths
 	saKey          string
+}
+
+// issued is one certificate to issue and where its paths go.
+type issued struct {
+	into *pki.Paths
+	cert pki.Cert
+}
+
+// issueAll issues (or keeps) each certificate with ca.
+func issueAll(ca *pki.CA, dir string, certs []issued) error {
+	for _, i := range certs {
+		p, err := ca.Issue(dir, i.cert)
+		if err != nil {
+			return err
+		}
+		*i.into = p
+	}
+	return nil
 }
 
 // EnsurePKI creates (or reuses) the cluster CA, every component certificate
@@ -177,27 +200,29 @@ func (c *Config) EnsurePKI() error {
 			apiNames = append(apiNames, san)
 		}
 	}
-	s := &certSet{ca: ca, saKey: c.Layout.ServiceAccountKey()}
-	issue := []struct {
-		into *pki.Paths
-		cert pki.Cert
-	}{
+	etcdCA, err := pki.LoadOrCreateCA(dir, "etcd-ca", "strata-etcd-ca")
+	if err != nil {
+		return err
+	}
+	s := &certSet{ca: ca, etcdCA: etcdCA, saKey: c.Layout.ServiceAccountKey()}
+	if err := issueAll(ca, dir, []issued{
 		{&s.apiserver, pki.Cert{Name: "apiserver", CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Server: true, Chain: true}},
 		{&s.registry, pki.Cert{Name: "registry-serving", CommonName: "strata-registry", DNSNames: apiNames, IPs: apiIPs, Server: true}},
 		{&s.kubeletClient, pki.Cert{Name: "apiserver-kubelet-client", CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
-		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
 		{&s.webhookClient, pki.Cert{Name: "apiserver-webhook-client", CommonName: WebhookClientCommonName, Client: true}},
-		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},
 		{&s.webhook, pki.Cert{Name: "webhook-serving", CommonName: "strata-webhook", DNSNames: []string{"localhost", "strata-webhook.strata-system.svc"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true}},
 		{&s.metrics, pki.Cert{Name: "metrics-serving", CommonName: "strata-metrics", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true}},
 		{&s.kubeletServing, pki.Cert{Name: "kubelet-serving", CommonName: "system:node:" + c.NodeName, DNSNames: []string{c.NodeName, "localhost"}, IPs: []net.IP{c.AdvertiseAddress, net.IPv4(127, 0, 0, 1)}, Server: true}},
+	}); err != nil {
+		return err
 	}
-	for _, i := range issue {
-		p, err := ca.Issue(dir, i.cert)
-		if err != nil {
-			return err
-		}
-		*i.into = p
+	// Issue re-issues a certificate another CA signed: a data dir from
+	// before etcd had its own CA moves over at the next start.
+	if err := issueAll(etcdCA, dir, []issued{
+		{&s.etcdServer, pki.Cert{Name: "etcd-server", CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}},
+		{&s.etcdClient, pki.Cert{Name: "apiserver-etcd-client", CommonName: "kube-apiserver-etcd-client", Client: true}},
+	}); err != nil {
+		return err
 	}
 	if err := pki.LoadOrCreateKey(s.saKey); err != nil {
 		return err

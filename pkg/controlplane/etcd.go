@@ -56,7 +56,7 @@ func (c *Config) etcdConfig() *embed.Config {
 	cfg.ClientTLSInfo = transport.TLSInfo{
 		CertFile:       c.certs.etcdServer.CertFile,
 		KeyFile:        c.certs.etcdServer.KeyFile,
-		TrustedCAFile:  c.certs.ca.CertFile,
+		TrustedCAFile:  c.certs.etcdCA.CertFile,
 		ClientCertAuth: true,
 	}
 	cfg.PeerTLSInfo = cfg.ClientTLSInfo

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/strata-dev/strata/pkg/controlplane/pki"
 	"github.com/strata-dev/strata/pkg/layout"
@@ -87,13 +90,32 @@ func TestListeners(t *testing.T) {
 		name   string
 		certs  []tls.Certificate
 		bearer string
+		roots  *x509.CertPool // the cluster CA unless set
 	}
 	anonymous := client{name: "anonymous"}
 	withToken := client{name: "a token without rights", bearer: token}
 	withCert := client{name: "a cluster certificate without rights", certs: []tls.Certificate{nobody}}
 	asAdmin := client{name: "the admin certificate", certs: []tls.Certificate{admin}}
+	// etcd's rows trust etcd's own CA, so that only the client's
+	// certificate decides: no certificate, the cluster CA's administrator,
+	// and the API server's etcd client as the control.
+	etcdRoots, err := certutil.NewPool(filepath.Join(pkiDir, "etcd-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiserverEtcd, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "apiserver-etcd-client.crt"), filepath.Join(pkiDir, "apiserver-etcd-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdAnonymous := client{name: "anonymous", roots: etcdRoots}
+	etcdAdmin := client{name: "the admin certificate (cluster CA)", certs: []tls.Certificate{admin}, roots: etcdRoots}
+	etcdAPIServer := client{name: "the API server's etcd certificate", certs: []tls.Certificate{apiserverEtcd}, roots: etcdRoots}
 	do := func(c client, url string) (int, string, error) {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: c.certs}}
+		roots := pool
+		if c.roots != nil {
+			roots = c.roots
+		}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: c.certs}}
 		defer tr.CloseIdleConnections()
 		var rt http.RoundTripper = tr
 		if c.bearer != "" {
@@ -122,7 +144,9 @@ func TestListeners(t *testing.T) {
 		{"kubelet", kubelet, withToken, 403, "Forbidden"},
 		{"webhooks", "https://127.0.0.1:9443/validate-pods", anonymous, 0, ""},
 		{"webhooks", "https://127.0.0.1:9443/validate-pods", asAdmin, 0, ""},
-		{"etcd", "https://127.0.0.1:2379/version", anonymous, 0, ""},
+		{"etcd", "https://127.0.0.1:2379/version", etcdAnonymous, 0, ""},
+		{"etcd", "https://127.0.0.1:2379/version", etcdAdmin, 0, ""},
+		{"etcd", "https://127.0.0.1:2379/version", etcdAPIServer, 200, "etcdserver"},
 	} {
 		t.Run(tc.listener+" answers "+tc.c.name, func(t *testing.T) {
 			status, body, err := do(tc.c, tc.url)

@@ -107,7 +107,7 @@ func TestSecretsEncryptionAndAudit(t *testing.T) {
 }
 
 // etcdClient connects to the server's etcd with the API server's client
-// certificate.
+// certificate, trusting etcd's own CA.
 func etcdClient(t *testing.T, dataDir string) *clientv3.Client {
 	t.Helper()
 	pkiDir := layout.Layout{DataDir: dataDir}.PKIDir()
@@ -115,7 +115,7 @@ func etcdClient(t *testing.T, dataDir string) *clientv3.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	caPEM, err := os.ReadFile(filepath.Join(pkiDir, "etcd-ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
