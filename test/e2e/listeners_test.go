@@ -115,7 +115,14 @@ func TestListeners(t *testing.T) {
 		if c.roots != nil {
 			roots = c.roots
 		}
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: c.certs}}
+		cfg := &tls.Config{RootCAs: roots}
+		if len(c.certs) > 0 {
+			// Presented whatever CAs the server asks for: Go's client would
+			// otherwise keep quiet about a certificate of another CA, and
+			// the server's refusal of it would go untested.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c.certs[0], nil }
+		}
+		tr := &http.Transport{TLSClientConfig: cfg}
 		defer tr.CloseIdleConnections()
 		var rt http.RoundTripper = tr
 		if c.bearer != "" {
@@ -133,8 +140,8 @@ func TestListeners(t *testing.T) {
 	for _, tc := range []struct {
 		listener, url string
 		c             client
-		want          int // 0: the TLS handshake or first read fails
-		body          string
+		want          int    // 0: the TLS handshake or first read fails
+		body          string // in the body, or for want 0 in the error
 	}{
 		{"metrics", "https://127.0.0.1:9464/metrics", anonymous, 401, "Unauthorized"},
 		{"metrics", "https://127.0.0.1:9464/metrics", withToken, 403, `cannot get the path "/metrics"`},
@@ -142,10 +149,10 @@ func TestListeners(t *testing.T) {
 		{"metrics", "https://127.0.0.1:9464/metrics", asAdmin, 200, "go_goroutines"},
 		{"kubelet", kubelet, anonymous, 401, "Unauthorized"},
 		{"kubelet", kubelet, withToken, 403, "Forbidden"},
-		{"webhooks", "https://127.0.0.1:9443/validate-pods", anonymous, 0, ""},
-		{"webhooks", "https://127.0.0.1:9443/validate-pods", asAdmin, 0, ""},
-		{"etcd", "https://127.0.0.1:2379/version", etcdAnonymous, 0, ""},
-		{"etcd", "https://127.0.0.1:2379/version", etcdAdmin, 0, ""},
+		{"webhooks", "https://127.0.0.1:9443/validate-pods", anonymous, 0, "certificate required"},
+		{"webhooks", "https://127.0.0.1:9443/validate-pods", asAdmin, 0, "bad certificate"},
+		{"etcd", "https://127.0.0.1:2379/version", etcdAnonymous, 0, "certificate required"},
+		{"etcd", "https://127.0.0.1:2379/version", etcdAdmin, 0, "unknown certificate authority"},
 		{"etcd", "https://127.0.0.1:2379/version", etcdAPIServer, 200, "etcdserver"},
 	} {
 		t.Run(tc.listener+" answers "+tc.c.name, func(t *testing.T) {
@@ -153,6 +160,8 @@ func TestListeners(t *testing.T) {
 			switch {
 			case tc.want == 0 && err == nil:
 				t.Fatalf("GET %s as %s: HTTP %d, want the connection refused at the TLS handshake", tc.url, tc.c.name, status)
+			case tc.want == 0 && !strings.Contains(err.Error(), tc.body):
+				t.Fatalf("GET %s as %s: %v, want a refusal saying %q", tc.url, tc.c.name, err, tc.body)
 			case tc.want == 0:
 				t.Logf("refused: %v", err)
 			case err != nil:
