@@ -76,3 +76,22 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// RemoveRunDir removes a stopped node's run dir (containerd's state, the
+// sockets, CDI specs), which every start rebuilds: left behind, the run
+// dirs of data dirs deleted since pile up in /run. While anything is still
+// mounted under it (a container that outlived the stop) it is left for the
+// next start, which cleans that up first.
+func RemoveRunDir(dir string) error {
+	points, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	if len(points) > 0 {
+		return fmt.Errorf("%d mounts still under %s (first %s): left for the next start", len(points), dir, points[0])
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove run dir: %w", err)
+	}
+	return nil
+}

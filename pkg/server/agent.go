@@ -173,6 +173,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 			klog.ErrorS(cerr, "Remove the node's cgroup root", "cgroupRoot", cfg.CgroupRoot)
 		}
 	}
+	if rerr := node.RemoveRunDir(a.layout.RunDir()); rerr != nil {
+		klog.ErrorS(rerr, "Remove the run dir")
+	}
 	a.say("stopped")
 	return err
 }

@@ -87,6 +87,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if cerr := node.RemovePodCgroups(node.CgroupRoot, ""); cerr != nil {
 			klog.ErrorS(cerr, "Remove pod cgroups")
 		}
+		if rerr := node.RemoveRunDir(s.layout.RunDir()); rerr != nil {
+			klog.ErrorS(rerr, "Remove the run dir")
+		}
 	}
 	s.say("stopped")
 	return err

@@ -329,7 +329,7 @@ func podCgroups() []string {
 
 // leftovers lists what a stopped server must not leave behind: processes
 // of its containerd (containerd itself, shims and their containers) or of
-// its data dir, and mounts under the data dir. It counts every pod
+// its data dir, mounts under the data dir, and its run dir. It counts every pod
 // process and shim of any Strata node: no other node may run meanwhile.
 func (s *server) leftovers() []string { return s.findLeftovers(false) }
 
@@ -346,6 +346,10 @@ func (s *server) findLeftovers(own bool) []string {
 				leaks = append(leaks, "mount "+f[4])
 			}
 		}
+	}
+	// Every start rebuilds the run dir; a stopped node removes it.
+	if _, err := os.Stat(runDir); err == nil {
+		leaks = append(leaks, "run dir "+runDir)
 	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {

@@ -1,0 +1,43 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RemoveRunDir keeps a run dir while something is mounted under it, and
+// removes it, sockets and all, once nothing is.
+func TestRemoveRunDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	busy := filepath.Join(dir, "containerd", "rootfs")
+	if err := os.MkdirAll(busy, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", busy, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount (the test needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(busy, unix.MNT_DETACH) })
+	err := RemoveRunDir(dir)
+	if err == nil || !strings.Contains(err.Error(), "1 mounts still under "+dir) {
+		t.Fatalf("with a mount under it: %v", err)
+	}
+	if _, err := os.Stat(busy); err != nil {
+		t.Fatalf("a busy run dir was touched: %v", err)
+	}
+	if err := unix.Unmount(busy, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveRunDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("run dir still there: %v", err)
+	}
+	if err := RemoveRunDir(dir); err != nil {
+		t.Fatalf("a run dir already gone: %v", err)
+	}
+}
