@@ -105,12 +105,18 @@ func (l Layout) SigningKeyPrefix() string { return l.data("signing", "cosign") }
 
 // Node: containerd. Content and snapshots persist; state and the socket
 // are runtime.
-func (l Layout) ContainerdRoot() string       { return l.data("containerd", "root") }
-func (l Layout) ContainerdConfig() string     { return l.data("containerd", "config.toml") }
-func (l Layout) ContainerdConfDir() string    { return l.data("containerd", "conf.d") }
-func (l Layout) RegistryHostsDir() string     { return l.data("containerd", "certs.d") }
-func (l Layout) ContainerdState() string      { return filepath.Join(l.RunDir(), "containerd") }
-func (l Layout) ContainerdSocket() string     { return filepath.Join(l.RunDir(), "containerd.sock") }
+func (l Layout) ContainerdRoot() string    { return l.data("containerd", "root") }
+func (l Layout) ContainerdConfig() string  { return l.data("containerd", "config.toml") }
+func (l Layout) ContainerdConfDir() string { return l.data("containerd", "conf.d") }
+func (l Layout) RegistryHostsDir() string  { return l.data("containerd", "certs.d") }
+func (l Layout) ContainerdState() string   { return filepath.Join(l.RunDir(), "containerd") }
+func (l Layout) ContainerdSocket() string  { return filepath.Join(l.RunDir(), "containerd.sock") }
+
+// CRISandboxesDir is where containerd's CRI keeps each pod sandbox's
+// volatile files, its /dev/shm mount among them.
+func (l Layout) CRISandboxesDir() string {
+	return filepath.Join(l.ContainerdState(), "io.containerd.grpc.v1.cri", "sandboxes")
+}
 func (l Layout) WasmShimSocketDir() string    { return filepath.Join(l.RunDir(), "s") }
 func (l Layout) NRISocket() string            { return filepath.Join(l.RunDir(), "nri.sock") }
 func (l Layout) NRIPluginDir() string         { return l.data("nri", "plugins") }

@@ -79,10 +79,16 @@ func unescapeMountPath(s string) string {
 
 // RemoveRunDir removes a stopped node's run dir (containerd's state, the
 // sockets, CDI specs), which every start rebuilds: left behind, the run
-// dirs of data dirs deleted since pile up in /run. While anything is still
-// mounted under it (a container that outlived the stop) it is left for the
-// next start, which cleans that up first.
-func RemoveRunDir(dir string) error {
+// dirs of data dirs deleted since pile up in /run. It first unmounts the
+// pod sandboxes' /dev/shm under sandboxesDir: containerd unmounts one when
+// it stops a running sandbox, never for a sandbox that died with a killed
+// generation, whose mount would otherwise outlive every later stop. While
+// anything else is still mounted under the run dir (a container that
+// outlived the stop) it is left for the next start, which cleans up first.
+func RemoveRunDir(dir, sandboxesDir string) error {
+	if err := UnmountAll(sandboxesDir); err != nil {
+		return err
+	}
 	points, err := mountsUnder(dir)
 	if err != nil {
 		return err

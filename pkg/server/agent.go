@@ -173,7 +173,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 			klog.ErrorS(cerr, "Remove the node's cgroup root", "cgroupRoot", cfg.CgroupRoot)
 		}
 	}
-	if rerr := node.RemoveRunDir(a.layout.RunDir()); rerr != nil {
+	if rerr := node.RemoveRunDir(a.layout.RunDir(), a.layout.CRISandboxesDir()); rerr != nil {
 		klog.ErrorS(rerr, "Remove the run dir")
 	}
 	a.say("stopped")

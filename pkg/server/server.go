@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cerr := node.RemovePodCgroups(node.CgroupRoot, ""); cerr != nil {
 			klog.ErrorS(cerr, "Remove pod cgroups")
 		}
-		if rerr := node.RemoveRunDir(s.layout.RunDir()); rerr != nil {
+		if rerr := node.RemoveRunDir(s.layout.RunDir(), s.layout.CRISandboxesDir()); rerr != nil {
 			klog.ErrorS(rerr, "Remove the run dir")
 		}
 	}
