@@ -1,18 +1,17 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/strata-dev/strata/pkg/registry/registrytest"
 	"github.com/strata-dev/strata/pkg/signing"
 )
 
@@ -159,33 +158,7 @@ func signatureLayout(t *testing.T, image string) string {
 // server runs the default, 5s) with a message that says so.
 func TestImagePolicyHangingRegistry(t *testing.T) {
 	s := cluster(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never read or answered
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	hang, accepted := registrytest.Hanging(t)
 	keys := t.TempDir()
 	gen := exec.Command(bin("strata"), "keys", "generate", "--output-prefix", filepath.Join(keys, "hang"))
 	gen.Env = append(os.Environ(), "COSIGN_PASSWORD=e2e")
@@ -196,7 +169,6 @@ func TestImagePolicyHangingRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hang := l.Addr().String()
 	s.applyPolicy(t, "e2e-hang", "enforce", []string{hang + "/hang/**"}, string(pem))
 	t.Cleanup(func() { s.kubectl(t, "delete", "clusterimagepolicy", "e2e-hang", "--ignore-not-found") })
 
@@ -219,9 +191,7 @@ func TestImagePolicyHangingRegistry(t *testing.T) {
 	if took < 5*time.Second || took > 8*time.Second {
 		t.Errorf("refused after %s; want the 5s --image-verify-timeout", took.Round(time.Millisecond))
 	}
-	mu.Lock()
-	n := len(conns)
-	mu.Unlock()
+	n := accepted()
 	if n == 0 {
 		t.Errorf("the webhook never connected to the hanging registry; the test proved nothing")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -269,27 +268,7 @@ func TestMutateFailsClosedWhenRegistryDown(t *testing.T) {
 // A registry that accepts connections and never answers: both handlers
 // deny at the Admitter's deadline and say it was the deadline.
 func TestHangingRegistryDeniedAtDeadline(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		var held []net.Conn // never read, never answered
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	hang := l.Addr().String()
+	hang, _ := registrytest.Hanging(t)
 	_, pem := newKey(t)
 	p := policy(t, "hang", securityv1.ModeEnforce, []string{hang + "/**"}, pem)
 	a := &Admitter{Policies: staticPolicies{p}, Verifier: NewVerifier(10, time.Minute), Unmatched: UnmatchedDeny, Timeout: 300 * time.Millisecond}
